@@ -1,0 +1,1 @@
+//! Incremental compiler from intent to logical pipelines and per-host views (pure, no I/O).

@@ -1,0 +1,1 @@
+//! The controller: intent writer, REST API with auth and policy, compile loop, southbound.

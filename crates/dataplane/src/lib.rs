@@ -1,0 +1,1 @@
+//! Userspace forwarder: TAP devices, VXLAN tunnels, flow cache, runs the pipeline executor.
