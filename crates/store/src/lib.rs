@@ -246,7 +246,8 @@ pub trait Store: Send + Sync + 'static {
     /// [`StoreError::Compacted`] if that history is no longer kept.
     /// `from_revision` 0 means the same as 1: all history kept. Transactions
     /// with no change under `prefix` yield no batch.
-    async fn watch(&self, prefix: &str, from_revision: Revision) -> Result<WatchStream, StoreError>;
+    async fn watch(&self, prefix: &str, from_revision: Revision)
+    -> Result<WatchStream, StoreError>;
 
     /// The current (latest committed) revision.
     async fn revision(&self) -> Result<Revision, StoreError>;
