@@ -6,5 +6,6 @@
 
 pub mod ir;
 mod mac;
+pub mod wire;
 
 pub use mac::{MacAddr, MacParseError};
