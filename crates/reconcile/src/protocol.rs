@@ -27,11 +27,14 @@ use thiserror::Error;
 pub struct Config {
     /// Shape of the agent's estimator.
     pub strata: StrataParams,
-    /// IBLT cells per estimated difference on the first attempt.
+    /// IBLT cells per estimated difference on the first attempt. Two covers the estimator's
+    /// low tail (1% of estimates fall below 0.75 of the truth for differences past 100).
     pub cells_per_diff: f64,
-    /// Cells added to every table, which carries small differences whose estimate is noisy.
+    /// Cells added to every table. Small tables fail mostly when two ids share all their
+    /// cells, and headroom makes that rare.
     pub headroom_cells: usize,
-    /// Hash functions of the IBLT (3 or 4).
+    /// Hash functions of the IBLT (3 or 4). Four: with three, about 1% of small differences
+    /// (d <= 60) failed to peel at 2d + 32 cells, against 0.1% with four.
     pub k: u8,
     /// Take a full snapshot when the estimated difference exceeds this share of the larger
     /// set. Past a quarter, the IBLT (about 27 bytes per difference) outweighs a plain list of
@@ -47,7 +50,7 @@ impl Default for Config {
             strata: StrataParams::default(),
             cells_per_diff: 2.0,
             headroom_cells: 32,
-            k: 3,
+            k: 4,
             max_diff_fraction: 0.25,
             max_attempts: 2,
         }
@@ -57,7 +60,9 @@ impl Default for Config {
 impl Config {
     /// Cells of the table for an estimated difference `estimate` at attempt `attempt` (0-based).
     pub fn cells_for(&self, estimate: usize, attempt: u32) -> usize {
-        let first = (estimate as f64 * self.cells_per_diff).ceil() as usize + self.headroom_cells;
+        // Saturating throughout: the estimate may come from a hostile estimator.
+        let first = ((estimate as f64 * self.cells_per_diff).ceil() as usize)
+            .saturating_add(self.headroom_cells);
         first.saturating_mul(1usize << attempt.min(16))
     }
 }
@@ -205,12 +210,14 @@ pub fn agent_resolve(cfg: &Config, resp: &Response, ids: &[u64]) -> Step {
             drop: only_in_b,
             fetch: only_in_a,
         }),
-        None if attempt + 1 < cfg.max_attempts => match agent_request(cfg, ids, attempt + 1) {
-            Ok(req) => Step::Retry(req),
-            Err(e) => Step::FullSnapshot(Fallback::Incompatible(e)),
-        },
+        None if attempt.saturating_add(1) < cfg.max_attempts => {
+            match agent_request(cfg, ids, attempt + 1) {
+                Ok(req) => Step::Retry(req),
+                Err(e) => Step::FullSnapshot(Fallback::Incompatible(e)),
+            }
+        }
         None => Step::FullSnapshot(Fallback::DecodeFailed {
-            attempts: attempt + 1,
+            attempts: attempt.saturating_add(1),
         }),
     }
 }

@@ -38,7 +38,7 @@ impl StrataParams {
         }
         // Cell counts must be multiples of k so that the shape survives the wire unchanged.
         let cells = usize::from(self.cells);
-        if cells == 0 || cells > MAX_STRATUM_CELLS || cells % usize::from(self.k) != 0 {
+        if cells == 0 || cells > MAX_STRATUM_CELLS || !cells.is_multiple_of(usize::from(self.k)) {
             return Err(ParamError::BadCells {
                 cells,
                 max: MAX_STRATUM_CELLS,
@@ -143,7 +143,11 @@ impl StrataEstimator {
         for (i, (a, b)) in self.strata.iter().zip(&other.strata).enumerate().rev() {
             match a.subtract(b)?.decode() {
                 Ok(diff) => count += diff.len(),
-                Err(_) => return Ok(count.saturating_mul(1usize << (i + 1).min(63))),
+                Err(_) => {
+                    // Saturating: hostile estimators may fail at any stratum, even the 64th.
+                    let scale = 1usize.checked_shl(i as u32 + 1).unwrap_or(usize::MAX);
+                    return Ok(count.saturating_mul(scale));
+                }
             }
         }
         Ok(count)

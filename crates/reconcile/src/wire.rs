@@ -91,7 +91,7 @@ impl Iblt {
         if !(3..=4).contains(&k) {
             return Err(ParamError::BadK(k).into());
         }
-        if cells == 0 || cells > MAX_CELLS || cells % usize::from(k) != 0 {
+        if cells == 0 || cells > MAX_CELLS || !cells.is_multiple_of(usize::from(k)) {
             return Err(ParamError::BadCells {
                 cells,
                 max: MAX_CELLS,
@@ -258,7 +258,7 @@ impl<'a> Reader<'a> {
             cell.hash_sum = self.u32()?;
         }
         // Bits past the last cell must be clear, so that every table has one encoding.
-        if cells % 8 != 0 && bitmap[cells / 8] >> (cells % 8) != 0 {
+        if !cells.is_multiple_of(8) && bitmap[cells / 8] >> (cells % 8) != 0 {
             return Err(WireError::StrayBits { at });
         }
         Ok(out)
