@@ -188,8 +188,8 @@ pub fn controller_respond(cfg: &Config, req: &Request, ids: &[u64]) -> Response 
 
 /// Step 3, agent: subtract its own ids from the controller's table and peel it.
 ///
-/// A decode is accepted only if every id to drop is one the agent holds, which catches the
-/// rare false peel that slipped past the checksum.
+/// A decode is accepted only if the agent holds every id to drop and none to fetch, which
+/// catches the rare false peel that slipped past the checksum.
 pub fn agent_resolve(cfg: &Config, resp: &Response, ids: &[u64]) -> Step {
     let (attempt, theirs) = match resp {
         Response::FullSnapshot(f) => return Step::FullSnapshot(f.clone()),
@@ -201,7 +201,7 @@ pub fn agent_resolve(cfg: &Config, resp: &Response, ids: &[u64]) -> Step {
         .subtract(&mine)
         .ok()
         .and_then(|t| t.decode().ok())
-        .filter(|d| holds_all(ids, &d.only_in_b));
+        .filter(|d| consistent_with(ids, d));
     match decoded {
         Some(Difference {
             only_in_a,
@@ -222,28 +222,32 @@ pub fn agent_resolve(cfg: &Config, resp: &Response, ids: &[u64]) -> Step {
     }
 }
 
-fn holds_all(ids: &[u64], wanted: &[u64]) -> bool {
-    let wanted: HashSet<u64> = wanted.iter().copied().collect();
-    ids.iter().filter(|id| wanted.contains(id)).count() == wanted.len()
+/// Whether the agent holds every id to drop and none of the ids to fetch.
+fn consistent_with(ids: &[u64], d: &Difference) -> bool {
+    let drop: HashSet<u64> = d.only_in_b.iter().copied().collect();
+    let fetch: HashSet<u64> = d.only_in_a.iter().copied().collect();
+    let mut held = 0;
+    for id in ids {
+        if fetch.contains(id) {
+            return false;
+        }
+        held += usize::from(drop.contains(id));
+    }
+    held == d.only_in_b.len()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    /// Runs the whole exchange in memory and returns the agent's last step and the bytes sent.
-    fn exchange(cfg: &Config, agent: &[u64], controller: &[u64]) -> (Step, usize) {
+    /// Runs the whole exchange in memory and returns the agent's last step.
+    fn exchange(cfg: &Config, agent: &[u64], controller: &[u64]) -> Step {
         let mut req = agent_request(cfg, agent, 0).unwrap();
-        let mut bytes = 0;
         loop {
-            bytes += req.strata.to_bytes().len();
             let resp = controller_respond(cfg, &req, controller);
-            if let Response::Iblt { iblt, .. } = &resp {
-                bytes += iblt.to_bytes().len();
-            }
             match agent_resolve(cfg, &resp, agent) {
                 Step::Retry(next) => req = next,
-                step => return (step, bytes),
+                step => return step,
             }
         }
     }
@@ -258,7 +262,7 @@ mod tests {
         let cfg = Config::default();
         let agent: Vec<u64> = (0..10_000).collect();
         let controller: Vec<u64> = (5..10_000).chain(20_000..20_030).collect();
-        let (step, _) = exchange(&cfg, &agent, &controller);
+        let step = exchange(&cfg, &agent, &controller);
         let Step::Done(delta) = step else {
             panic!("expected a delta, got {step:?}")
         };
@@ -269,9 +273,9 @@ mod tests {
     #[test]
     fn equal_sets_give_an_empty_delta() {
         let ids: Vec<u64> = (0..1000).collect();
-        let (step, _) = exchange(&Config::default(), &ids, &ids);
+        let step = exchange(&Config::default(), &ids, &ids);
         assert_eq!(step, Step::Done(Delta::default()));
-        let (step, _) = exchange(&Config::default(), &[], &[]);
+        let step = exchange(&Config::default(), &[], &[]);
         assert_eq!(step, Step::Done(Delta::default()));
     }
 
@@ -279,13 +283,13 @@ mod tests {
     fn very_different_sets_take_a_full_snapshot() {
         let agent: Vec<u64> = (0..1000).collect();
         let controller: Vec<u64> = (500..1500).collect();
-        let (step, _) = exchange(&Config::default(), &agent, &controller);
+        let step = exchange(&Config::default(), &agent, &controller);
         assert!(
             matches!(step, Step::FullSnapshot(Fallback::TooDifferent { .. })),
             "{step:?}"
         );
         // An empty agent (a fresh host) is the extreme case.
-        let (step, _) = exchange(&Config::default(), &[], &controller);
+        let step = exchange(&Config::default(), &[], &controller);
         assert!(matches!(
             step,
             Step::FullSnapshot(Fallback::TooDifferent { .. })
@@ -341,6 +345,28 @@ mod tests {
         assert_eq!(
             agent_resolve(&cfg, &resp, &agent),
             Step::FullSnapshot(Fallback::DecodeFailed { attempts: 2 })
+        );
+    }
+
+    #[test]
+    fn deltas_that_contradict_the_agent_set_are_rejected() {
+        let ids = [1, 2, 3];
+        let diff = |fetch: Vec<u64>, drop: Vec<u64>| Difference {
+            only_in_a: fetch,
+            only_in_b: drop,
+        };
+        assert!(consistent_with(&ids, &diff(vec![9], vec![2, 3])));
+        assert!(
+            !consistent_with(&ids, &diff(vec![1], vec![])),
+            "fetch of a held id"
+        );
+        assert!(
+            !consistent_with(&ids, &diff(vec![], vec![4])),
+            "drop of a missing id"
+        );
+        assert!(
+            !consistent_with(&ids, &diff(vec![], vec![2, 2])),
+            "same drop twice"
         );
     }
 }
