@@ -74,6 +74,8 @@ pub struct EmbeddedOptions {
     pub queue_len: usize,
     /// Committed transactions buffered for live watchers (default 1024). A
     /// watcher further behind than this is replayed from the change log.
+    /// Each buffered entry holds its transaction's values, so this bounds
+    /// memory at about `watch_buffer` times the typical transaction size.
     pub watch_buffer: usize,
 }
 
@@ -131,6 +133,9 @@ impl EmbeddedOptions {
 /// behind is replayed from the change log, transparently; only when the
 /// history it still needs was compacted meanwhile does its stream yield
 /// [`StoreError::Compacted`] and end (re-read the range and watch again).
+///
+/// A `txn` call cancelled after it was queued may still commit, as an etcd
+/// request whose answer is lost may: re-read before retrying.
 ///
 /// Dropping the store lets the committer finish the transactions already
 /// queued, then waits for it and closes the file; open watch streams then end
