@@ -375,7 +375,18 @@ impl VpnRoute {
                         max: 0xF_FFFF,
                     });
                 }
-                NlriKey::Vpnv4(p.trunc())
+                let p = p.trunc();
+                let last = p.hosts().last().unwrap_or(p.addr());
+                if [p.addr(), last]
+                    .iter()
+                    .any(|a| a.is_multicast() || a.is_broadcast())
+                {
+                    return Err(ExportError::UnsupportedPrefix {
+                        prefix: self.prefix,
+                        reason: "a VPNv4 unicast prefix must not cover multicast or broadcast addresses",
+                    });
+                }
+                NlriKey::Vpnv4(p)
             }
             (RouteKind::Vpn, IpNet::V6(_)) => {
                 return Err(ExportError::UnsupportedPrefix {
