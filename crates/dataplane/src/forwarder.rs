@@ -1,0 +1,639 @@
+//! The forwarder runtime: worker threads that move batches of frames between
+//! TAPs and the tunnel socket through a [`PacketProcessor`].
+//!
+//! ```text
+//!            ┌──────────── worker "tap" ─────────────┐
+//!  TAP 0..n ─┤ read (vnet hdr) ─► processor ─► send ─┼─► tunnel: segment + VXLAN ─► SendBatch ─► sendmmsg (UDP GSO)
+//!            └───────────────────────────────────────┘    TAP: writev(vnet hdr, frame)
+//!            ┌──────────── worker "tunnel" ──────────┐
+//!  UDP 4789 ─┤ recvmmsg (UDP GRO) ─► VXLAN decap ─►  │
+//!            │ coalesce TCP (GRO) ─► processor ─► send ─► (same outputs)
+//!            └───────────────────────────────────────┘
+//! ```
+//!
+//! With [`Threading::PerDirection`] (the default) the two loops above run on
+//! two threads, each blocked in its own `epoll_wait`; with
+//! [`Threading::Single`] one thread polls everything. Each worker owns its
+//! processor instance, its buffers and its counters; the TAP and socket
+//! descriptors are shared (sends and writes are thread-safe syscalls).
+//!
+//! Frames are processed as soon as a read returns; datagrams for the tunnel
+//! are queued and flushed with one `sendmmsg` when the source runs dry or the
+//! queue is large, so batching grows with load and costs no latency when idle.
+
+use std::io::{self, IoSlice};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::decap;
+use crate::error::{Error, WireError};
+use crate::gro::{Coalescer, Item};
+use crate::gso;
+use crate::processor::{Endpoint, Input, OutputSink, PacketProcessor, VifId};
+use crate::stats::{Stats, WorkerCounters};
+use crate::tap::{self, Tap, TapOptions};
+use crate::udp::{RecvBatch, SendBatch, TunnelOptions, TunnelSocket};
+use crate::vnet::{self, Offload};
+use crate::vxlan;
+
+/// Frames read from one TAP before the worker looks at its other sources.
+const TAP_BUDGET: usize = 64;
+/// `recvmmsg` rounds per wake-up before the worker looks at its other sources.
+const TUNNEL_BUDGET: usize = 8;
+/// Queued tunnel bytes that trigger a flush.
+const FLUSH_BYTES: usize = 512 << 10;
+/// Queued tunnel datagrams that trigger a flush.
+const FLUSH_DATAGRAMS: usize = 512;
+
+const TOKEN_STOP: u64 = u64::MAX;
+const TOKEN_TUNNEL: u64 = u64::MAX - 1;
+
+/// How the work is spread over threads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Threading {
+    /// One thread polls the TAPs and the tunnel socket.
+    Single,
+    /// One thread reads the TAPs, another reads the tunnel socket.
+    #[default]
+    PerDirection,
+}
+
+/// One TAP to create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TapConfig {
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// Header and offload settings.
+    pub options: TapOptions,
+}
+
+/// What the forwarder opens and how it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForwarderConfig {
+    /// TAPs, in [`VifId`] order.
+    pub taps: Vec<TapConfig>,
+    /// Local address of the tunnel socket (underlay IP and VXLAN port).
+    pub tunnel_local: SocketAddr,
+    /// UDP port of remote VTEPs.
+    pub remote_port: u16,
+    /// Socket settings.
+    pub tunnel: TunnelOptions,
+    /// Thread layout.
+    pub threading: Threading,
+    /// Messages per `recvmmsg`.
+    pub rx_batch: usize,
+    /// Coalesce received TCP segments into super-frames for the TAPs.
+    pub coalesce: bool,
+}
+
+impl ForwarderConfig {
+    /// A configuration with defaults: offloads on, UDP GSO/GRO on, coalescing
+    /// on, a thread per direction, remote port equal to the local one.
+    pub fn new(taps: impl IntoIterator<Item = String>, tunnel_local: SocketAddr) -> Self {
+        ForwarderConfig {
+            taps: taps
+                .into_iter()
+                .map(|name| TapConfig {
+                    name,
+                    options: TapOptions::default(),
+                })
+                .collect(),
+            tunnel_local,
+            remote_port: tunnel_local.port(),
+            tunnel: TunnelOptions::default(),
+            threading: Threading::default(),
+            rx_batch: 32,
+            coalesce: true,
+        }
+    }
+}
+
+/// Devices opened and ready to run.
+#[derive(Debug)]
+pub struct Forwarder {
+    taps: Vec<Arc<Tap>>,
+    tunnel: Arc<TunnelSocket>,
+    cfg: ForwarderConfig,
+}
+
+impl Forwarder {
+    /// Creates the TAPs and binds the tunnel socket, in the calling thread's
+    /// network namespace. Nothing runs until [`Forwarder::start`].
+    pub fn open(cfg: ForwarderConfig) -> Result<Forwarder, Error> {
+        if cfg.taps.len() >= u32::MAX as usize {
+            return Err(Error::Config(format!(
+                "{} TAPs is too many",
+                cfg.taps.len()
+            )));
+        }
+        let taps = cfg
+            .taps
+            .iter()
+            .map(|t| Tap::open(&t.name, t.options).map(Arc::new))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tunnel = Arc::new(TunnelSocket::bind(cfg.tunnel_local, cfg.tunnel)?);
+        Ok(Forwarder { taps, tunnel, cfg })
+    }
+
+    /// The TAPs, indexed by [`VifId`].
+    pub fn taps(&self) -> &[Arc<Tap>] {
+        &self.taps
+    }
+
+    /// The tunnel socket.
+    pub fn tunnel(&self) -> &TunnelSocket {
+        &self.tunnel
+    }
+
+    /// Starts the worker threads. `make(worker_index)` builds each worker's
+    /// processor (one or two workers, see [`Threading`]).
+    pub fn start<P, F>(self, mut make: F) -> Result<RunningForwarder, Error>
+    where
+        P: PacketProcessor + 'static,
+        F: FnMut(usize) -> P,
+    {
+        let stop = Arc::new(
+            EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK).map_err(|e| {
+                Error::Runtime {
+                    op: "eventfd",
+                    source: e.into(),
+                }
+            })?,
+        );
+        let all: Vec<VifId> = (0..self.taps.len() as u32).map(VifId).collect();
+        let roles: Vec<(&'static str, Vec<VifId>, bool)> = match self.cfg.threading {
+            Threading::Single => vec![("weft-fwd", all, true)],
+            Threading::PerDirection => {
+                vec![("weft-fwd-tap", all, false), ("weft-fwd-tun", vec![], true)]
+            }
+        };
+        let mut running = RunningForwarder {
+            stop: stop.clone(),
+            handles: Vec::new(),
+            counters: Vec::new(),
+            vifs: self.taps.len(),
+        };
+        for (i, (name, rx_taps, rx_tunnel)) in roles.into_iter().enumerate() {
+            let counters = Arc::new(WorkerCounters::new(self.taps.len()));
+            let setup = WorkerSetup {
+                processor: make(i),
+                taps: self.taps.clone(),
+                tunnel: self.tunnel.clone(),
+                rx_taps,
+                rx_tunnel,
+                stop: stop.clone(),
+                counters: counters.clone(),
+                remote_port: self.cfg.remote_port,
+                rx_batch: self.cfg.rx_batch,
+                coalesce: self.cfg.coalesce,
+            };
+            let handle = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || run_worker(setup))
+                .map_err(|e| Error::Runtime {
+                    op: "spawn worker thread",
+                    source: e,
+                })?;
+            running.handles.push(handle);
+            running.counters.push(counters);
+        }
+        Ok(running)
+    }
+}
+
+/// A forwarder whose workers are running. Dropping it stops them.
+#[derive(Debug)]
+pub struct RunningForwarder {
+    stop: Arc<EventFd>,
+    handles: Vec<JoinHandle<Result<(), Error>>>,
+    counters: Vec<Arc<WorkerCounters>>,
+    vifs: usize,
+}
+
+impl RunningForwarder {
+    /// A snapshot of all counters.
+    pub fn stats(&self) -> Stats {
+        Stats::sum(self.vifs, self.counters.iter().map(|c| &**c))
+    }
+
+    /// Stops the workers, waits for them and returns the final counters, or
+    /// the first error a worker stopped with.
+    pub fn stop(mut self) -> Result<Stats, Error> {
+        self.shutdown()?;
+        Ok(self.stats())
+    }
+
+    fn shutdown(&mut self) -> Result<(), Error> {
+        let _ = self.stop.write(1);
+        let mut result = Ok(());
+        for h in self.handles.drain(..) {
+            let r = h.join().unwrap_or_else(|_| {
+                Err(Error::Runtime {
+                    op: "worker thread",
+                    source: io::Error::other("panicked"),
+                })
+            });
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+}
+
+impl Drop for RunningForwarder {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, "forwarder worker failed");
+        }
+    }
+}
+
+struct WorkerSetup<P> {
+    processor: P,
+    taps: Vec<Arc<Tap>>,
+    tunnel: Arc<TunnelSocket>,
+    rx_taps: Vec<VifId>,
+    rx_tunnel: bool,
+    stop: Arc<EventFd>,
+    counters: Arc<WorkerCounters>,
+    remote_port: u16,
+    rx_batch: usize,
+    coalesce: bool,
+}
+
+/// The sending half of a worker: everything a processed frame may go to.
+struct Io {
+    taps: Vec<Arc<Tap>>,
+    tunnel: Arc<TunnelSocket>,
+    tx: SendBatch,
+    remote_port: u16,
+    scratch: Vec<u8>,
+    ctr: Arc<WorkerCounters>,
+}
+
+/// A datagram of the current receive batch.
+#[derive(Debug, Clone)]
+struct Token {
+    msg: usize,
+    inner: std::ops::Range<usize>,
+    remote: IpAddr,
+    vni: vxlan::Vni,
+    offload: Offload,
+}
+
+/// The receiving half of a tunnel worker.
+struct TunnelRx {
+    batch: RecvBatch,
+    coalescer: Coalescer<(IpAddr, vxlan::Vni)>,
+    tokens: Vec<Token>,
+    items: Vec<Item>,
+    decoded: Vec<Result<decap::Datagram, WireError>>,
+    coalesce: bool,
+}
+
+fn runtime(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
+    move |e| Error::Runtime {
+        op,
+        source: e.into(),
+    }
+}
+
+fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
+    let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(runtime("epoll_create"))?;
+    epoll
+        .add(&*s.stop, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_STOP))
+        .map_err(runtime("epoll_ctl stop"))?;
+    for v in &s.rx_taps {
+        epoll
+            .add(
+                &*s.taps[v.0 as usize],
+                EpollEvent::new(EpollFlags::EPOLLIN, u64::from(v.0)),
+            )
+            .map_err(runtime("epoll_ctl tap"))?;
+    }
+    if s.rx_tunnel {
+        epoll
+            .add(
+                &*s.tunnel,
+                EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_TUNNEL),
+            )
+            .map_err(runtime("epoll_ctl tunnel"))?;
+    }
+    let mut processor = s.processor;
+    let mut sink = OutputSink::new();
+    let mut io = Io {
+        taps: s.taps,
+        tunnel: s.tunnel,
+        tx: SendBatch::new(),
+        remote_port: s.remote_port,
+        scratch: Vec::new(),
+        ctr: s.counters,
+    };
+    let mut tap_buf = if s.rx_taps.is_empty() {
+        Vec::new()
+    } else {
+        vec![0u8; tap::MAX_FRAME]
+    };
+    let mut rx = s.rx_tunnel.then(|| TunnelRx {
+        batch: RecvBatch::new(s.rx_batch),
+        coalescer: Coalescer::default(),
+        tokens: Vec::new(),
+        items: Vec::new(),
+        decoded: Vec::new(),
+        coalesce: s.coalesce,
+    });
+    let mut events = [EpollEvent::empty(); 16];
+    loop {
+        let n = match epoll.wait(&mut events, EpollTimeout::NONE) {
+            Ok(n) => n,
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(runtime("epoll_wait")(e)),
+        };
+        for ev in &events[..n] {
+            match ev.data() {
+                TOKEN_STOP => return Ok(()),
+                TOKEN_TUNNEL => {
+                    if let Some(rx) = rx.as_mut() {
+                        drain_tunnel(rx, &mut processor, &mut sink, &mut io)?;
+                    }
+                }
+                v => drain_tap(
+                    VifId(v as u32),
+                    &mut tap_buf,
+                    &mut processor,
+                    &mut sink,
+                    &mut io,
+                ),
+            }
+        }
+    }
+}
+
+fn drain_tap<P: PacketProcessor>(
+    vif: VifId,
+    buf: &mut [u8],
+    processor: &mut P,
+    sink: &mut OutputSink,
+    io: &mut Io,
+) {
+    let tap = io.taps[vif.0 as usize].clone();
+    let counters = io.ctr.clone();
+    let ctr = &counters.vifs[vif.0 as usize];
+    for _ in 0..TAP_BUDGET {
+        let n = match tap.read(buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                ctr.rx_errors.add(1);
+                tracing::debug!(tap = tap.name(), error = %e, "TAP read failed");
+                break;
+            }
+        };
+        let (offload, frame) = if tap.vnet_hdr() {
+            match Offload::parse(&buf[..n]) {
+                Ok(o) => (o, &mut buf[vnet::HEADER_LEN..n]),
+                Err(e) => {
+                    ctr.rx_errors.add(1);
+                    tracing::debug!(tap = tap.name(), error = %e, "bad virtio-net header");
+                    continue;
+                }
+            }
+        } else {
+            (Offload::NONE, &mut buf[..n])
+        };
+        ctr.rx_frames.add(1);
+        ctr.rx_bytes.add(frame.len() as u64);
+        if offload.gso.is_some() {
+            ctr.rx_gso_frames.add(1);
+        }
+        process_one(Endpoint::Tap(vif), frame, offload, processor, sink, io);
+    }
+    io.flush();
+}
+
+fn drain_tunnel<P: PacketProcessor>(
+    rx: &mut TunnelRx,
+    processor: &mut P,
+    sink: &mut OutputSink,
+    io: &mut Io,
+) -> Result<(), Error> {
+    let tctr = io.ctr.clone();
+    let t = &tctr.tunnel;
+    for _ in 0..TUNNEL_BUDGET {
+        let n = match io.tunnel.recv(&mut rx.batch) {
+            Ok(n) => n,
+            Err(e) => {
+                // Errors such as a queued ICMP error are transient; keep serving.
+                tracing::debug!(error = %e, "tunnel receive failed");
+                break;
+            }
+        };
+        if n == 0 {
+            break;
+        }
+        t.rx_syscalls.add(1);
+        rx.coalescer.clear();
+        rx.tokens.clear();
+        for i in 0..n {
+            let meta = rx.batch.meta(i);
+            t.rx_bytes.add(meta.len as u64);
+            if let Some(d) = meta.queue_drops {
+                t.rx_queue_drops.max(u64::from(d));
+            }
+            if meta.truncated {
+                t.rx_truncated.add(1);
+                continue;
+            }
+            let Some(from) = meta.from else {
+                t.rx_malformed.add(1);
+                continue;
+            };
+            let remote = from.ip();
+            let data = rx.batch.data(i);
+            rx.decoded.clear();
+            decap::datagrams(data, meta.gso_size, &mut rx.decoded);
+            for d in rx.decoded.drain(..) {
+                t.rx_datagrams.add(1);
+                let Ok(d) = d else {
+                    t.rx_malformed.add(1);
+                    continue;
+                };
+                let token = rx.tokens.len() as u32;
+                let key = (remote, d.vni);
+                let inner = &data[d.inner.clone()];
+                if rx.coalesce && d.offload.is_none() {
+                    rx.coalescer.push(key, token, inner);
+                } else {
+                    rx.coalescer.push_unmergeable(key, token, inner);
+                }
+                rx.tokens.push(Token {
+                    msg: i,
+                    inner: d.inner,
+                    remote,
+                    vni: d.vni,
+                    offload: d.offload,
+                });
+            }
+        }
+        rx.coalescer.finish();
+        rx.items.clear();
+        rx.items.extend_from_slice(rx.coalescer.items());
+        for item in &rx.items {
+            match *item {
+                Item::Single(tok) => {
+                    let tok = rx.tokens[tok as usize].clone();
+                    let frame = &mut rx.batch.data_mut(tok.msg)[tok.inner];
+                    let from = Endpoint::Tunnel {
+                        remote: tok.remote,
+                        vni: tok.vni,
+                    };
+                    process_one(from, frame, tok.offload, processor, sink, io);
+                }
+                Item::Merged(g) => {
+                    let Some(((remote, vni), frame, offload, count)) = rx.coalescer.merged_mut(g)
+                    else {
+                        continue;
+                    };
+                    if count > 1 {
+                        t.rx_coalesced_frames.add(1);
+                        t.rx_coalesced_segments.add(u64::from(count));
+                    }
+                    process_one(
+                        Endpoint::Tunnel { remote, vni },
+                        frame,
+                        offload,
+                        processor,
+                        sink,
+                        io,
+                    );
+                }
+            }
+        }
+        io.flush();
+        if n < rx.batch.capacity() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn process_one<P: PacketProcessor>(
+    from: Endpoint,
+    frame: &mut [u8],
+    offload: Offload,
+    processor: &mut P,
+    sink: &mut OutputSink,
+    io: &mut Io,
+) {
+    sink.clear();
+    processor.process(
+        Input {
+            from,
+            frame: &mut *frame,
+            offload,
+        },
+        sink,
+    );
+    if sink.is_empty() {
+        io.ctr.drops.processor.add(1);
+        return;
+    }
+    for &to in sink.forwards() {
+        io.send(to, frame, &offload);
+    }
+    for (to, f) in sink.emitted() {
+        io.send(to, f, &Offload::NONE);
+    }
+}
+
+impl Io {
+    fn send(&mut self, to: Endpoint, frame: &[u8], offload: &Offload) {
+        match to {
+            Endpoint::Tap(vif) => self.write_tap(vif, frame, offload),
+            Endpoint::Tunnel { remote, vni } => {
+                let prefix = vxlan::Repr { vni }.to_bytes();
+                let dst = SocketAddr::new(remote, self.remote_port);
+                let start = self.tx.bytes();
+                match gso::segment(frame, offload, &prefix, self.tx.buffer_mut()) {
+                    Ok(s) => {
+                        self.tx.commit(dst, start, s);
+                        if offload.gso.is_some() {
+                            self.ctr.tunnel.tx_segmented_frames.add(1);
+                        }
+                    }
+                    Err(e) => {
+                        self.ctr.drops.offload.add(1);
+                        tracing::debug!(error = %e, "cannot segment frame for the tunnel");
+                    }
+                }
+                if self.tx.bytes() >= FLUSH_BYTES || self.tx.datagrams() >= FLUSH_DATAGRAMS {
+                    self.flush();
+                }
+            }
+        }
+    }
+
+    fn write_tap(&mut self, vif: VifId, frame: &[u8], offload: &Offload) {
+        let Some(tap) = self.taps.get(vif.0 as usize) else {
+            self.ctr.drops.no_such_vif.add(1);
+            return;
+        };
+        let ctr = &self.ctr.vifs[vif.0 as usize];
+        let result = if tap.vnet_hdr() {
+            let hdr = offload.emit();
+            tap.write(&[IoSlice::new(&hdr), IoSlice::new(frame)])
+                .map(|_| 1)
+        } else if offload.is_none() {
+            tap.write(&[IoSlice::new(frame)]).map(|_| 1)
+        } else {
+            // A TAP without virtio-net headers takes only finished frames.
+            self.scratch.clear();
+            match gso::segment(frame, offload, &[], &mut self.scratch) {
+                Ok(s) => self
+                    .scratch
+                    .chunks(s.stride.max(1))
+                    .try_for_each(|seg| tap.write(&[IoSlice::new(seg)]).map(drop))
+                    .map(|()| 1),
+                Err(e) => {
+                    self.ctr.drops.offload.add(1);
+                    tracing::debug!(error = %e, "cannot segment frame for a TAP without offloads");
+                    return;
+                }
+            }
+        };
+        match result {
+            Ok(_) => {
+                ctr.tx_frames.add(1);
+                ctr.tx_bytes.add(frame.len() as u64);
+                if offload.gso.is_some() {
+                    ctr.tx_gso_frames.add(1);
+                }
+            }
+            Err(e) => {
+                ctr.tx_errors.add(1);
+                tracing::debug!(tap = tap.name(), error = %e, "TAP write failed");
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.tx.is_empty() {
+            return;
+        }
+        let rep = self.tunnel.send(&mut self.tx);
+        let t = &self.ctr.tunnel;
+        t.tx_datagrams.add(rep.datagrams);
+        t.tx_bytes.add(rep.bytes);
+        t.tx_syscalls.add(rep.syscalls);
+        t.tx_failed.add(rep.failed);
+        if let Some(e) = rep.last_error {
+            tracing::debug!(error = %e, "tunnel send failed");
+        }
+    }
+}
