@@ -24,7 +24,7 @@ use futures::stream::BoxStream;
 pub mod conformance;
 pub mod embedded;
 
-pub use embedded::EmbeddedStore;
+pub use embedded::{EmbeddedOptions, EmbeddedStore};
 
 /// A store revision. Revisions start at 1; 0 means "none" (an absent key).
 pub type Revision = u64;
