@@ -295,3 +295,45 @@ pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// gobgpd in a namespace, driven by the `gobgp` CLI inside the namespace.
+pub struct GoBgp {
+    pub ns: String,
+}
+
+impl GoBgp {
+    pub fn start(lab: &mut Lab, ns: &str, name: &str, config: &str) -> GoBgp {
+        let dir = lab.dir(name);
+        let conf = dir.join("gobgpd.toml");
+        std::fs::write(&conf, config).unwrap();
+        lab.spawn(
+            ns,
+            "gobgpd",
+            &["-f", conf.to_str().unwrap(), "-p", "--pprof-disable"],
+            &dir.join("gobgpd.out"),
+        );
+        let g = GoBgp { ns: ns.to_string() };
+        assert!(
+            wait_for(Duration::from_secs(10), || g
+                .cli(&["global"])
+                .contains("AS")),
+            "gobgpd did not start"
+        );
+        g
+    }
+
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "gobgp"])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = vec!["-j"];
+        a.extend_from_slice(args);
+        serde_json::from_str(&self.cli(&a)).unwrap_or(serde_json::Value::Null)
+    }
+}
