@@ -1,1 +1,197 @@
-//! The controller: intent writer, REST API with auth and policy, compile loop, southbound.
+//! The Weft controller: the intent writer over a [`Store`], the REST API
+//! with tokens and a policy file, and (later) the compile loop, the
+//! southbound service and the BGP speaker.
+//!
+//! ```text
+//!  REST (axum) ──► api ──Command──► intent::IntentService ──Txn──► Store
+//!                                          │ ChangeBatch
+//!                                          ▼
+//!                                 compiler / southbound (later)
+//! ```
+//!
+//! The controller is the only place where HTTP, the store and the model
+//! meet; the model and compiler crates know nothing of them.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tracing::info;
+use weft_store::{EmbeddedStore, Store};
+
+pub mod api;
+pub mod auth;
+pub mod intent;
+pub mod keys;
+pub mod policy;
+
+pub use intent::{ChangeBatch, IntentService};
+pub use policy::Policy;
+
+/// Default REST address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
+
+/// Which store holds the intent.
+#[derive(Clone, Debug)]
+pub enum StoreConfig {
+    /// The embedded, crash-safe file store in the data directory (default).
+    Embedded,
+}
+
+/// How to run a controller.
+#[derive(Clone, Debug)]
+pub struct ControllerConfig {
+    /// Directory for the embedded store, the admin token and the policy file.
+    pub data_dir: PathBuf,
+    /// REST listen address.
+    pub listen: SocketAddr,
+    /// The intent store.
+    pub store: StoreConfig,
+    /// Policy file; default `<data_dir>/policy.yaml`, written with the
+    /// shipped defaults when absent.
+    pub policy_file: Option<PathBuf>,
+}
+
+impl ControllerConfig {
+    /// Defaults for a data directory.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        ControllerConfig {
+            data_dir: data_dir.into(),
+            listen: DEFAULT_LISTEN.parse().expect("valid default address"),
+            store: StoreConfig::Embedded,
+            policy_file: None,
+        }
+    }
+}
+
+/// A running controller.
+pub struct Controller {
+    /// The bound REST address.
+    pub addr: SocketAddr,
+    /// The admin token, when this start created it (first start).
+    pub new_admin_token: Option<String>,
+    /// Where the admin token is kept.
+    pub admin_token_file: PathBuf,
+    /// The policy file in force.
+    pub policy_file: PathBuf,
+    intent: IntentService,
+    stop: Option<oneshot::Sender<()>>,
+    server: JoinHandle<()>,
+}
+
+/// Writes a file readable by its owner only.
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(contents.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+impl Controller {
+    /// Opens the store, loads intent, makes sure an admin token exists and
+    /// serves the REST API.
+    pub async fn start(cfg: ControllerConfig) -> Result<Controller> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        let store: Arc<dyn Store> = match &cfg.store {
+            StoreConfig::Embedded => {
+                let path = cfg.data_dir.join("intent.redb");
+                Arc::new(
+                    EmbeddedStore::open(&path)
+                        .with_context(|| format!("opening the embedded store {}", path.display()))?,
+                )
+            }
+        };
+        let policy_file = cfg
+            .policy_file
+            .clone()
+            .unwrap_or_else(|| cfg.data_dir.join("policy.yaml"));
+        if cfg.policy_file.is_none() && !policy_file.exists() {
+            std::fs::write(&policy_file, policy::DEFAULT_POLICY)
+                .with_context(|| format!("writing {}", policy_file.display()))?;
+        }
+        let policy_text = std::fs::read_to_string(&policy_file)
+            .with_context(|| format!("reading policy file {}", policy_file.display()))?;
+        let policy = Policy::parse(&policy_text)
+            .with_context(|| format!("in policy file {}", policy_file.display()))?;
+
+        let intent = IntentService::start(store.clone())
+            .await
+            .context("loading intent from the store")?;
+        let tokens = auth::Tokens::new(store.clone());
+        let admin_token_file = cfg.data_dir.join("admin-token");
+        let new_admin_token = if tokens.any().await? {
+            None
+        } else {
+            let (_, token) = tokens
+                .create(None, vec!["admin".into()], "created at first start".into())
+                .await?;
+            write_private(&admin_token_file, &format!("{token}\n"))?;
+            Some(token)
+        };
+
+        let state = api::AppState {
+            intent: intent.clone(),
+            tokens,
+            policy: Arc::new(policy),
+            openapi: Arc::new(api::openapi::document(Default::default())),
+        };
+        let app = api::router(state, axum::Router::new());
+        let listener = TcpListener::bind(cfg.listen)
+            .await
+            .with_context(|| format!("binding the REST API to {}", cfg.listen))?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(async move {
+            let r = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(error = %e, "REST server failed");
+            }
+        });
+        info!(%addr, "REST API listening");
+        Ok(Controller {
+            addr,
+            new_admin_token,
+            admin_token_file,
+            policy_file,
+            intent,
+            stop: Some(stop),
+            server,
+        })
+    }
+
+    /// The intent service (for in-process users such as tests and the compiler).
+    pub fn intent(&self) -> &IntentService {
+        &self.intent
+    }
+
+    /// Stops serving and waits for in-flight requests.
+    pub async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.server).await;
+    }
+
+    /// Waits until the server stops (for `weft up`).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+}

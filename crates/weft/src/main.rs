@@ -1,1 +1,72 @@
-fn main() {}
+//! `weft`: one binary for the controller daemon (`weft up`), the host agent
+//! (`weft agent`, later) and the command-line client for every resource.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+mod cli;
+mod output;
+mod up;
+
+/// Weft: network virtualization for NFV, edge and hybrid clouds.
+#[derive(Parser, Debug)]
+#[command(name = "weft", version, about, propagate_version = true)]
+pub struct Opts {
+    /// REST endpoint of the controller.
+    #[arg(long, global = true, env = "WEFT_ENDPOINT", default_value = weft_client::DEFAULT_ENDPOINT)]
+    pub endpoint: String,
+    /// API token (default: the admin token in the data directory, if readable).
+    #[arg(long, global = true, env = "WEFT_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of a local controller.
+    #[arg(long, global = true, env = "WEFT_DATA_DIR", default_value = "weft-data")]
+    pub data_dir: PathBuf,
+    /// Project to act in (name or id), for tokens not bound to one.
+    #[arg(long, short = 'p', global = true, env = "WEFT_PROJECT")]
+    pub project: Option<String>,
+    /// Output format.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = output::Format::Table)]
+    pub output: output::Format,
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Cmd {
+    /// Run the controller: embedded store in the data directory, REST on loopback.
+    Up(up::UpArgs),
+    #[command(flatten)]
+    Resource(cli::ResourceCmd),
+}
+
+fn main() -> std::process::ExitCode {
+    let opts = Opts::parse();
+    let default_level = match opts.cmd {
+        Cmd::Up(_) => "info",
+        _ => "warn",
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEFT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    let result: Result<()> = rt.block_on(async move {
+        match opts.cmd {
+            Cmd::Up(ref a) => up::run(&opts, a).await,
+            Cmd::Resource(ref r) => cli::run(&opts, r).await,
+        }
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
