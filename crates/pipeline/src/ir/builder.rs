@@ -352,6 +352,17 @@ impl LogicalPort {
         }
     }
 
+    /// An internal port (a router leg) of `datapath`.
+    pub fn internal(name: impl Into<String>, datapath: impl Into<String>) -> Self {
+        LogicalPort {
+            name: name.into(),
+            datapath: datapath.into(),
+            location: PortLocation::Internal,
+            mac: None,
+            ips: Vec::new(),
+        }
+    }
+
     /// Sets the port's MAC and IPs (informational).
     pub fn with_addresses(mut self, mac: MacAddr, ips: Vec<IpAddr>) -> Self {
         self.mac = Some(mac);

@@ -440,6 +440,7 @@ impl Display for PortLocation {
             PortLocation::Remote { host, tunnel_ip } => {
                 write!(f, "remote host {host:?} via {tunnel_ip}")
             }
+            PortLocation::Internal => f.write_str("internal"),
         }
     }
 }

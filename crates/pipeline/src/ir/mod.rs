@@ -31,6 +31,8 @@
 mod builder;
 mod display;
 
+pub use display::Actions;
+
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
 
@@ -143,6 +145,10 @@ pub enum PortLocation {
         /// The host's tunnel endpoint.
         tunnel_ip: IpAddr,
     },
+    /// No place of its own: a router's leg on a datapath (or any purely logical port), named
+    /// so flows can set and match `inport`/`outport`. Packets cross to the peer datapath with
+    /// `inport = "..."; goto(...);`; `output` to an internal port sends nothing.
+    Internal,
 }
 
 /// A logical port.
