@@ -4,6 +4,7 @@
 //! This crate is pure: it must not open sockets or files, spawn threads or read clocks. Time is
 //! always an argument. Everything here can be tested with static bytes.
 
+pub mod exec;
 pub mod ir;
 mod mac;
 pub mod wire;

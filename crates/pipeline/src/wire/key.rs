@@ -34,6 +34,8 @@ pub mod prereq {
     pub const IP: u16 = 0x100;
     /// UDP header parsed.
     pub const UDP: u16 = 0x200;
+    /// ICMPv4 or ICMPv6 header parsed.
+    pub const ICMP: u16 = 0x400;
 }
 
 /// Fragmentation state of an IP packet.
@@ -303,7 +305,7 @@ fn parse_l4(key: &mut FlowKey, v6: bool, b: &[u8]) -> Result<(), ParseError> {
             let m = IcmpMessage::new_checked(b)?;
             key.icmp_type = m.msg_type();
             key.icmp_code = m.code();
-            key.prereq |= prereq::ICMP4;
+            key.prereq |= prereq::ICMP4 | prereq::ICMP;
             if matches!(key.icmp_type, icmp::v4::ECHO_REQUEST | icmp::v4::ECHO_REPLY) {
                 key.l4_src = m.echo_ident();
             }
@@ -312,7 +314,7 @@ fn parse_l4(key: &mut FlowKey, v6: bool, b: &[u8]) -> Result<(), ParseError> {
             let m = IcmpMessage::new_checked(b)?;
             key.icmp_type = m.msg_type();
             key.icmp_code = m.code();
-            key.prereq |= prereq::ICMP6;
+            key.prereq |= prereq::ICMP6 | prereq::ICMP;
             match key.icmp_type {
                 icmp::v6::ECHO_REQUEST | icmp::v6::ECHO_REPLY => key.l4_src = m.echo_ident(),
                 icmp::v6::NEIGHBOR_SOLICIT | icmp::v6::NEIGHBOR_ADVERT => {

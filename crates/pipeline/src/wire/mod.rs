@@ -66,19 +66,14 @@ pub(crate) mod field {
     /// Big-endian u16 at `at`, if the bytes exist.
     #[inline]
     pub fn be16(b: &[u8], at: usize) -> Option<u16> {
-        match b.get(at..at + 2) {
-            Some(s) => Some(u16::from_be_bytes([s[0], s[1]])),
-            None => None,
-        }
+        b.get(at..at + 2).map(|s| u16::from_be_bytes([s[0], s[1]]))
     }
 
     /// Big-endian u32 at `at`, if the bytes exist.
     #[inline]
     pub fn be32(b: &[u8], at: usize) -> Option<u32> {
-        match b.get(at..at + 4) {
-            Some(s) => Some(u32::from_be_bytes([s[0], s[1], s[2], s[3]])),
-            None => None,
-        }
+        b.get(at..at + 4)
+            .map(|s| u32::from_be_bytes([s[0], s[1], s[2], s[3]]))
     }
 
     /// MAC at `at`, or zero if the bytes do not exist.
@@ -107,13 +102,5 @@ pub(crate) mod field {
             out.copy_from_slice(s);
         }
         out
-    }
-
-    /// Writes `v` big-endian at `at` if the bytes exist.
-    #[inline]
-    pub fn put16(b: &mut [u8], at: usize, v: u16) {
-        if let Some(s) = b.get_mut(at..at + 2) {
-            s.copy_from_slice(&v.to_be_bytes());
-        }
     }
 }
