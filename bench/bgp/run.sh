@@ -20,7 +20,9 @@
 # - GoBGP: learns them from FRR src over BGP beforehand (the gobgp CLI adds
 #   one route per process, and `gobgp mrt inject` takes no VPNv4), so it
 #   holds them in its RIB as it would any learned route.
-# Every sender is passive and the target's neighbor starts `shutdown`. The
+# Every sender is passive and the target's neighbor starts `shutdown`
+# (target connect retry 1 s; GoBGP's idle hold after a reset 1 s instead
+# of 30 s, or rounds after the first would measure that wait). The
 # clock starts at `no neighbor X shutdown` on the target and stops when the
 # target's `show bgp ipv4 vpn summary json` shows N prefixes received from
 # X (polled every 50 ms). Then the neighbor is shut again before the next.
@@ -84,10 +86,13 @@ router bgp 65001
  no bgp default ipv4-unicast
  neighbor 192.0.2.1 remote-as 65000
  neighbor 192.0.2.1 shutdown
+ neighbor 192.0.2.1 timers connect 1
  neighbor 192.0.2.5 remote-as 65020
  neighbor 192.0.2.5 shutdown
+ neighbor 192.0.2.5 timers connect 1
  neighbor 192.0.2.9 remote-as 65010
  neighbor 192.0.2.9 shutdown
+ neighbor 192.0.2.9 timers connect 1
  address-family ipv4 vpn
   neighbor 192.0.2.1 activate
   neighbor 192.0.2.5 activate
@@ -139,6 +144,8 @@ cat >"$WORK/gob/gobgpd.toml" <<EOF
     peer-as = 65001
   [neighbors.transport.config]
     passive-mode = true
+  [neighbors.timers.config]
+    idle-hold-time-after-reset = 1
   [[neighbors.afi-safis]]
     [neighbors.afi-safis.config]
       afi-safi-name = "l3vpn-ipv4-unicast"

@@ -13,16 +13,24 @@ use weft_bgp::{PeerConfig, Speaker, SpeakerConfig, VpnRoute};
 /// RT 65000:1.
 fn route(i: u32) -> (String, String, u32) {
     let addr = Ipv4Addr::from(0x0a00_0000 | (i + 1));
-    (format!("65000:{}", 1 + i % 100), format!("{addr}/32"), 16 + i % 1000)
+    (
+        format!("65000:{}", 1 + i % 100),
+        format!("{addr}/32"),
+        16 + i % 1000,
+    )
 }
 
 fn usage() -> ! {
-    eprintln!("usage: bench_speaker frr-networks N | run LOCAL_AS ROUTER_ID PEER PEER_AS NEXT_HOP N");
+    eprintln!(
+        "usage: bench_speaker frr-networks N | run LOCAL_AS ROUTER_ID PEER PEER_AS NEXT_HOP N"
+    );
     std::process::exit(2)
 }
 
 fn arg<T: std::str::FromStr>(args: &[String], i: usize) -> T {
-    args.get(i).and_then(|s| s.parse().ok()).unwrap_or_else(|| usage())
+    args.get(i)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| usage())
 }
 
 fn main() {
@@ -33,7 +41,9 @@ fn main() {
             let mut out = String::new();
             for i in 0..n {
                 let (rd, prefix, label) = route(i);
-                out.push_str(&format!("  network {prefix} rd {rd} label {label} route-map SETRT\n"));
+                out.push_str(&format!(
+                    "  network {prefix} rd {rd} label {label} route-map SETRT\n"
+                ));
             }
             print!("{out}");
         }

@@ -407,3 +407,34 @@ fn malformed_messages_from_a_raw_client_get_a_notification_and_other_sessions_st
     );
     assert_eq!(peers[0].state, State::Established);
 }
+
+#[test]
+fn frr_receives_our_evpn_type5_route_with_vni_and_router_mac() {
+    let s = setup(false, vec![]);
+    let mut r = VpnRoute::vpnv4(
+        "65000:300".parse().unwrap(),
+        "10.2.0.0/24".parse().unwrap(),
+        0,
+        "192.0.2.10".parse().unwrap(),
+        vec!["65000:300".parse().unwrap()],
+    );
+    r.kind = weft_bgp::RouteKind::EvpnPrefix { eth_tag: 0 };
+    r.label_or_vni = 5000;
+    r.encap = Some(Encapsulation::Vxlan);
+    r.router_mac = Some([2, 0, 0, 0, 0, 9]);
+    s.weft.set_exports(vec![r]).unwrap();
+    let found = wait_for(Duration::from_secs(20), || {
+        s.frr
+            .vtysh("show bgp l2vpn evpn route type prefix")
+            .contains("10.2.0.0")
+    });
+    let text = s
+        .frr
+        .vtysh("show bgp l2vpn evpn route rd 65000:300 type prefix");
+    assert!(found, "FRR has no type 5 route: {text}");
+    assert!(text.contains("RT:65000:300"), "{text}");
+    assert!(text.contains("ET:8"), "{text}");
+    assert!(text.contains("Rmac:02:00:00:00:00:09"), "{text}");
+    assert!(text.contains("5000"), "VNI missing: {text}");
+    assert!(text.contains("192.0.2.10"), "next hop missing: {text}");
+}

@@ -99,7 +99,7 @@ pub fn encode_announcements<'a>(
             let mut len = base_len;
             let mut end = start;
             while end < routes.len() {
-                let n = nlri_len(&routes[end]);
+                let n = nlri_len(routes[end]);
                 if len + n > MAX_MESSAGE_LEN {
                     break;
                 }
