@@ -7,6 +7,7 @@
 pub mod exec;
 pub mod ir;
 mod mac;
+pub mod microflow;
 pub mod wire;
 
 pub use mac::{MacAddr, MacParseError};

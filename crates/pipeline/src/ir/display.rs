@@ -42,7 +42,7 @@ fn range<T: Display + PartialEq + Copy>(
 }
 
 /// Renders TCP flag bits as `syn|ack`, or hex when unnamed bits are set.
-pub(crate) fn tcp_flag_names(bits: u16) -> String {
+pub fn tcp_flag_names(bits: u16) -> String {
     if bits == 0 {
         return "0".to_string();
     }

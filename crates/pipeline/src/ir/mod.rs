@@ -31,7 +31,7 @@
 mod builder;
 mod display;
 
-pub use display::Actions;
+pub use display::{Actions, tcp_flag_names};
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv6Addr};
