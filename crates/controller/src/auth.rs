@@ -124,14 +124,15 @@ impl Tokens {
                 .map_or(0, |d| d.as_secs()),
             secret_sha256: sha256_hex(&secret),
         };
-        let txn = Txn::new()
-            .when_mod_revision(keys::token(&id), 0)
-            .put(keys::token(&id), serde_json::to_vec(&record).expect("records serialize"));
+        let txn = Txn::new().when_mod_revision(keys::token(&id), 0).put(
+            keys::token(&id),
+            serde_json::to_vec(&record).expect("records serialize"),
+        );
         match self.store.txn(txn).await? {
             TxnOutcome::Committed { .. } => Ok((record, format!("weft_{id}_{secret}"))),
-            TxnOutcome::Failed { .. } => Err(StoreError::Unavailable(
-                "token id collision; retry".into(),
-            )),
+            TxnOutcome::Failed { .. } => {
+                Err(StoreError::Unavailable("token id collision; retry".into()))
+            }
         }
     }
 
@@ -200,7 +201,10 @@ impl Tokens {
                 r
             }
         };
-        if !constant_time_eq(sha256_hex(secret).as_bytes(), record.secret_sha256.as_bytes()) {
+        if !constant_time_eq(
+            sha256_hex(secret).as_bytes(),
+            record.secret_sha256.as_bytes(),
+        ) {
             return Err(AuthError::Invalid);
         }
         Ok(Caller {

@@ -82,7 +82,11 @@ impl IntentService {
     pub async fn start(store: Arc<dyn Store>) -> Result<Self, StoreError> {
         let (intent, revision) = load(store.as_ref()).await?;
         info!(objects = intent.len(), revision, "intent loaded");
-        let seq_revision = store.get(keys::INTENT_SEQ).await?.0.map_or(0, |kv| kv.mod_revision);
+        let seq_revision = store
+            .get(keys::INTENT_SEQ)
+            .await?
+            .0
+            .map_or(0, |kv| kv.mod_revision);
         let intent = Arc::new(RwLock::new(intent));
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(revision));
         let (tx, rx) = mpsc::channel(4096);
@@ -153,9 +157,8 @@ async fn load(store: &dyn Store) -> Result<(Intent, Revision), StoreError> {
             warn!(key = %kv.key, "ignoring unknown key under intent/");
             continue;
         };
-        let mut obj = Object::from_json(kind, &kv.value).map_err(|e| {
-            StoreError::Corrupt(format!("{}: {e}", kv.key))
-        })?;
+        let mut obj = Object::from_json(kind, &kv.value)
+            .map_err(|e| StoreError::Corrupt(format!("{}: {e}", kv.key)))?;
         obj.set_revision(kv.mod_revision);
         intent.put(obj);
     }
@@ -239,13 +242,18 @@ impl Writer {
                 }
                 Ok(TxnOutcome::Failed { .. }) if attempts < 3 => {
                     // Another replica wrote intent: undo, catch up, retry.
-                    warn!(attempts, "intent sequence moved under us; catching up and retrying");
+                    warn!(
+                        attempts,
+                        "intent sequence moved under us; catching up and retrying"
+                    );
                     pending = self.undo_all(accepted);
                     if let Err(e) = self.catch_up().await {
                         for req in pending {
-                            let _ = req.reply.send(Err(SubmitError::Store(StoreError::Unavailable(
-                                e.to_string(),
-                            ))));
+                            let _ =
+                                req.reply
+                                    .send(Err(SubmitError::Store(StoreError::Unavailable(
+                                        e.to_string(),
+                                    ))));
                         }
                         return;
                     }
@@ -264,7 +272,9 @@ impl Writer {
                     for req in self.undo_all(accepted) {
                         let _ = req
                             .reply
-                            .send(Err(SubmitError::Store(StoreError::Unavailable(msg.clone()))));
+                            .send(Err(SubmitError::Store(StoreError::Unavailable(
+                                msg.clone(),
+                            ))));
                     }
                     // Give a failing store a moment before the next batch.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -328,7 +338,9 @@ impl Writer {
                 .store(revision, std::sync::atomic::Ordering::Release);
             // Published under the lock: a subscriber's snapshot is either
             // before this batch (and it receives it) or after it.
-            let _ = self.changes.send(Arc::new(ChangeBatch { revision, changes }));
+            let _ = self
+                .changes
+                .send(Arc::new(ChangeBatch { revision, changes }));
         }
         for (reply, primary) in replies {
             let _ = reply.send(Ok(primary));

@@ -106,15 +106,15 @@ impl Controller {
     pub async fn start(cfg: ControllerConfig) -> Result<Controller> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-        let store: Arc<dyn Store> = match &cfg.store {
-            StoreConfig::Embedded => {
-                let path = cfg.data_dir.join("intent.redb");
-                Arc::new(
-                    EmbeddedStore::open(&path)
-                        .with_context(|| format!("opening the embedded store {}", path.display()))?,
-                )
-            }
-        };
+        let store: Arc<dyn Store> =
+            match &cfg.store {
+                StoreConfig::Embedded => {
+                    let path = cfg.data_dir.join("intent.redb");
+                    Arc::new(EmbeddedStore::open(&path).with_context(|| {
+                        format!("opening the embedded store {}", path.display())
+                    })?)
+                }
+            };
         let policy_file = cfg
             .policy_file
             .clone()

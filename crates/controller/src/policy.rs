@@ -158,7 +158,10 @@ impl Policy {
         match e {
             Expr::Rule(r) => {
                 if stack.contains(r) {
-                    return Err(format!("rule:{r} refers back to itself ({})", stack.join(" → ")));
+                    return Err(format!(
+                        "rule:{r} refers back to itself ({})",
+                        stack.join(" → ")
+                    ));
                 }
                 let Some(target) = self
                     .rules
@@ -219,7 +222,9 @@ impl Policy {
             Expr::And(a, b) => {
                 self.eval(a, c, target, depth + 1) && self.eval(b, c, target, depth + 1)
             }
-            Expr::Or(a, b) => self.eval(a, c, target, depth + 1) || self.eval(b, c, target, depth + 1),
+            Expr::Or(a, b) => {
+                self.eval(a, c, target, depth + 1) || self.eval(b, c, target, depth + 1)
+            }
         }
     }
 }
@@ -368,7 +373,11 @@ mod tests {
             ("no_such_action", &admin, None, false),
         ];
         for (action, c, target, want) in cases {
-            assert_eq!(p.allows(action, c, target), want, "{action} {c:?} {target:?}");
+            assert_eq!(
+                p.allows(action, c, target),
+                want,
+                "{action} {c:?} {target:?}"
+            );
         }
     }
 
@@ -376,8 +385,16 @@ mod tests {
     fn an_operator_file_overrides_one_rule() {
         let p = Policy::parse("create_provider_network: \"rule:admin or role:vnfm\"\n").unwrap();
         let blue = Id::from("blue");
-        assert!(!p.allows("create_provider_network", &caller(Some("blue"), &["member"]), Some(&blue)));
-        assert!(p.allows("create_provider_network", &caller(Some("blue"), &["member", "vnfm"]), Some(&blue)));
+        assert!(!p.allows(
+            "create_provider_network",
+            &caller(Some("blue"), &["member"]),
+            Some(&blue)
+        ));
+        assert!(p.allows(
+            "create_provider_network",
+            &caller(Some("blue"), &["member", "vnfm"]),
+            Some(&blue)
+        ));
         // The rest keeps its defaults.
         assert!(p.allows("create", &caller(Some("blue"), &["member"]), Some(&blue)));
     }

@@ -26,9 +26,16 @@ async fn start_with_policy(policy: Option<&str>) -> Env {
         cfg.policy_file = Some(path);
     }
     let ctl = Controller::start(cfg).await.unwrap();
-    let token = ctl.new_admin_token.clone().expect("first start makes an admin token");
+    let token = ctl
+        .new_admin_token
+        .clone()
+        .expect("first start makes an admin token");
     let admin = Client::new(format!("http://{}", ctl.addr), Some(token));
-    Env { ctl, admin, _dir: dir }
+    Env {
+        ctl,
+        admin,
+        _dir: dir,
+    }
 }
 
 async fn start() -> Env {
@@ -38,12 +45,20 @@ async fn start() -> Env {
 impl Env {
     /// A token bound to a project with the given roles.
     async fn token(&self, project: &str, roles: &[&str]) -> Client {
-        let t = self.admin.create_token(Some(project), roles, "test").await.unwrap();
+        let t = self
+            .admin
+            .create_token(Some(project), roles, "test")
+            .await
+            .unwrap();
         self.admin.with_token(t["token"].as_str().unwrap())
     }
 
     async fn project(&self, name: &str) -> String {
-        let p = self.admin.create(Kind::Project, &json!({"name": name})).await.unwrap();
+        let p = self
+            .admin
+            .create(Kind::Project, &json!({"name": name}))
+            .await
+            .unwrap();
         p["id"].as_str().unwrap().to_string()
     }
 
@@ -60,7 +75,12 @@ impl Env {
 #[track_caller]
 fn api_err(r: Result<Value, ClientError>, status: u16) -> (String, Option<String>) {
     match r {
-        Err(ClientError::Api { status: s, message, field, .. }) => {
+        Err(ClientError::Api {
+            status: s,
+            message,
+            field,
+            ..
+        }) => {
             assert_eq!(s, status, "wrong status: {message}");
             (message, field)
         }
@@ -95,16 +115,25 @@ async fn round_trip_of_every_resource() {
         .await
         .unwrap();
     let port = c
-        .create(Kind::InstancePort, &json!({"name": "g1", "host": "compute-a", "mtu": 1400}))
+        .create(
+            Kind::InstancePort,
+            &json!({"name": "g1", "host": "compute-a", "mtu": 1400}),
+        )
         .await
         .unwrap();
     let iface = c
-        .create(Kind::Interface, &json!({"name": "g1-0", "parent": port["id"]}))
+        .create(
+            Kind::Interface,
+            &json!({"name": "g1-0", "parent": port["id"]}),
+        )
         .await
         .unwrap();
     let sp = c
-        .create(Kind::ServicePort, &json!({"name": "g1-net1", "interface": iface["id"], "service": net_id,
-            "fixed_ips": [{"ip": "10.1.1.5"}], "security_groups": [sg["id"]]}))
+        .create(
+            Kind::ServicePort,
+            &json!({"name": "g1-net1", "interface": iface["id"], "service": net_id,
+            "fixed_ips": [{"ip": "10.1.1.5"}], "security_groups": [sg["id"]]}),
+        )
         .await
         .unwrap();
     assert_eq!(sp["service_kind"], json!("l2-network"));
@@ -134,27 +163,49 @@ async fn round_trip_of_every_resource() {
     // Update with If-Match: the right revision wins, a stale one gets 412.
     let rev = port["revision"].as_u64().unwrap();
     let updated = c
-        .update(Kind::InstancePort, port["id"].as_str().unwrap(), &json!({"name": "g1-renamed"}), Some(rev))
+        .update(
+            Kind::InstancePort,
+            port["id"].as_str().unwrap(),
+            &json!({"name": "g1-renamed"}),
+            Some(rev),
+        )
         .await
         .unwrap();
     assert_eq!(updated["name"], json!("g1-renamed"));
     assert_eq!(updated["mtu"], json!(1400));
     assert!(updated["revision"].as_u64().unwrap() > rev);
     let (msg, _) = api_err(
-        c.update(Kind::InstancePort, port["id"].as_str().unwrap(), &json!({"name": "late"}), Some(rev))
-            .await,
+        c.update(
+            Kind::InstancePort,
+            port["id"].as_str().unwrap(),
+            &json!({"name": "late"}),
+            Some(rev),
+        )
+        .await,
         412,
     );
     assert!(msg.contains("re-read"), "{msg}");
     // The ETag header carries the revision.
     let (_, etag, _) = c
-        .request(Method::GET, &format!("/v1/instance-ports/{}", port["id"].as_str().unwrap()), &[], None, None)
+        .request(
+            Method::GET,
+            &format!("/v1/instance-ports/{}", port["id"].as_str().unwrap()),
+            &[],
+            None,
+            None,
+        )
         .await
         .unwrap();
-    assert_eq!(etag.as_deref(), Some(updated["revision"].to_string().as_str()));
+    assert_eq!(
+        etag.as_deref(),
+        Some(updated["revision"].to_string().as_str())
+    );
 
     // Delete of something still bound names the holder, then works in order.
-    let (msg, _) = api_err(c.delete(Kind::L2Network, net_id).await.map(|_| Value::Null), 409);
+    let (msg, _) = api_err(
+        c.delete(Kind::L2Network, net_id).await.map(|_| Value::Null),
+        409,
+    );
     assert!(msg.contains(sp["id"].as_str().unwrap()), "{msg}");
     for (kind, obj) in [
         (Kind::SiteLink, &link),
@@ -178,9 +229,12 @@ async fn list_filters_and_pagination() {
     let c = env.token(&p, &["member"]).await;
     for i in 0..25 {
         let host = if i % 2 == 0 { "compute-a" } else { "compute-b" };
-        c.create(Kind::InstancePort, &json!({"name": format!("vm{i}"), "host": host}))
-            .await
-            .unwrap();
+        c.create(
+            Kind::InstancePort,
+            &json!({"name": format!("vm{i}"), "host": host}),
+        )
+        .await
+        .unwrap();
     }
     // Pages of 10 follow next_page_token and see everything once.
     let mut seen = Vec::new();
@@ -190,10 +244,17 @@ async fn list_filters_and_pagination() {
         if let Some(t) = &token {
             q.push(("page_token", t.as_str()));
         }
-        let (_, _, v) = c.request(Method::GET, "/v1/instance-ports", &q, None, None).await.unwrap();
+        let (_, _, v) = c
+            .request(Method::GET, "/v1/instance-ports", &q, None, None)
+            .await
+            .unwrap();
         let items = v["items"].as_array().unwrap();
         assert!(items.len() <= 10);
-        seen.extend(items.iter().map(|i| i["name"].as_str().unwrap().to_string()));
+        seen.extend(
+            items
+                .iter()
+                .map(|i| i["name"].as_str().unwrap().to_string()),
+        );
         match v["next_page_token"].as_str() {
             Some(t) => token = Some(t.to_string()),
             None => break,
@@ -202,18 +263,44 @@ async fn list_filters_and_pagination() {
     seen.sort();
     seen.dedup();
     assert_eq!(seen.len(), 25);
-    assert_eq!(c.list(Kind::InstancePort, &[("host", "compute-a")]).await.unwrap().len(), 13);
-    assert_eq!(c.list(Kind::InstancePort, &[("name", "vm7")]).await.unwrap().len(), 1);
-    let (msg, field) = api_err(
-        c.request(Method::GET, "/v1/instance-ports", &[("colour", "red")], None, None)
+    assert_eq!(
+        c.list(Kind::InstancePort, &[("host", "compute-a")])
             .await
-            .map(|r| r.2),
+            .unwrap()
+            .len(),
+        13
+    );
+    assert_eq!(
+        c.list(Kind::InstancePort, &[("name", "vm7")])
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    let (msg, field) = api_err(
+        c.request(
+            Method::GET,
+            "/v1/instance-ports",
+            &[("colour", "red")],
+            None,
+            None,
+        )
+        .await
+        .map(|r| r.2),
         400,
     );
     assert!(msg.contains("cannot filter"), "{msg}");
     assert_eq!(field.as_deref(), Some("colour"));
     api_err(
-        c.request(Method::GET, "/v1/instance-ports", &[("limit", "0")], None, None).await.map(|r| r.2),
+        c.request(
+            Method::GET,
+            "/v1/instance-ports",
+            &[("limit", "0")],
+            None,
+            None,
+        )
+        .await
+        .map(|r| r.2),
         400,
     );
     env.ctl.shutdown().await;
@@ -229,61 +316,146 @@ async fn policy_admin_owner_other_project_and_reader() {
     let red_member = env.token(&red, &["member"]).await;
 
     let net = blue_member
-        .create(Kind::L2Network, &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}))
+        .create(
+            Kind::L2Network,
+            &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}),
+        )
         .await
         .unwrap();
     let id = net["id"].as_str().unwrap();
 
     // The owner's reader can read but not write.
-    assert_eq!(blue_reader.get(Kind::L2Network, id).await.unwrap()["id"], net["id"]);
-    api_err(blue_reader.create(Kind::L2Network, &json!({"name": "x"})).await, 403);
-    api_err(blue_reader.update(Kind::L2Network, id, &json!({"name": "y"}), None).await, 403);
-    api_err(blue_reader.delete(Kind::L2Network, id).await.map(|_| Value::Null), 403);
+    assert_eq!(
+        blue_reader.get(Kind::L2Network, id).await.unwrap()["id"],
+        net["id"]
+    );
+    api_err(
+        blue_reader
+            .create(Kind::L2Network, &json!({"name": "x"}))
+            .await,
+        403,
+    );
+    api_err(
+        blue_reader
+            .update(Kind::L2Network, id, &json!({"name": "y"}), None)
+            .await,
+        403,
+    );
+    api_err(
+        blue_reader
+            .delete(Kind::L2Network, id)
+            .await
+            .map(|_| Value::Null),
+        403,
+    );
 
     // Another project sees nothing: 404, not 403, and lists are filtered.
     api_err(red_member.get(Kind::L2Network, id).await, 404);
-    api_err(red_member.update(Kind::L2Network, id, &json!({"name": "y"}), None).await, 404);
-    api_err(red_member.delete(Kind::L2Network, id).await.map(|_| Value::Null), 404);
-    assert!(red_member.list(Kind::L2Network, &[]).await.unwrap().is_empty());
+    api_err(
+        red_member
+            .update(Kind::L2Network, id, &json!({"name": "y"}), None)
+            .await,
+        404,
+    );
+    api_err(
+        red_member
+            .delete(Kind::L2Network, id)
+            .await
+            .map(|_| Value::Null),
+        404,
+    );
+    assert!(
+        red_member
+            .list(Kind::L2Network, &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(red_member.list(Kind::Project, &[]).await.unwrap().len(), 1);
     // Creating in someone else's project is refused; referencing their objects is 404.
-    api_err(red_member.create(Kind::L2Network, &json!({"name": "x", "project": blue})).await, 403);
-    let port = red_member.create(Kind::InstancePort, &json!({})).await.unwrap();
-    let iface = red_member.create(Kind::Interface, &json!({"parent": port["id"]})).await.unwrap();
+    api_err(
+        red_member
+            .create(Kind::L2Network, &json!({"name": "x", "project": blue}))
+            .await,
+        403,
+    );
+    let port = red_member
+        .create(Kind::InstancePort, &json!({}))
+        .await
+        .unwrap();
+    let iface = red_member
+        .create(Kind::Interface, &json!({"parent": port["id"]}))
+        .await
+        .unwrap();
     let (_, field) = api_err(
         red_member
-            .create(Kind::ServicePort, &json!({"interface": iface["id"], "service": id}))
+            .create(
+                Kind::ServicePort,
+                &json!({"interface": iface["id"], "service": id}),
+            )
             .await,
         404,
     );
     assert_eq!(field.as_deref(), Some("service"));
 
     // Members can't manage projects or tokens; the admin can, in any project.
-    api_err(blue_member.create(Kind::Project, &json!({"name": "green"})).await, 403);
-    api_err(blue_member.create_token(Some(&blue), &["admin"], "").await, 403);
+    api_err(
+        blue_member
+            .create(Kind::Project, &json!({"name": "green"}))
+            .await,
+        403,
+    );
+    api_err(
+        blue_member.create_token(Some(&blue), &["admin"], "").await,
+        403,
+    );
     let admin_net = env
         .admin
-        .create(Kind::L2Network, &json!({"name": "by-admin", "project": "red"}))
+        .create(
+            Kind::L2Network,
+            &json!({"name": "by-admin", "project": "red"}),
+        )
         .await
         .unwrap();
     assert_eq!(admin_net["project"], json!(red));
     assert_eq!(env.admin.list(Kind::L2Network, &[]).await.unwrap().len(), 2);
     // An admin without a project must name one.
-    let (_, field) = api_err(env.admin.create(Kind::L2Network, &json!({"name": "x"})).await, 400);
+    let (_, field) = api_err(
+        env.admin
+            .create(Kind::L2Network, &json!({"name": "x"}))
+            .await,
+        400,
+    );
     assert_eq!(field.as_deref(), Some("project"));
 
     // No token, or a bad one: 401.
     let anon = Client::new(env.admin.endpoint().to_string(), None);
-    api_err(anon.list(Kind::L2Network, &[]).await.map(|_| Value::Null), 401);
+    api_err(
+        anon.list(Kind::L2Network, &[]).await.map(|_| Value::Null),
+        401,
+    );
     let forged = anon.with_token("weft_0123456789abcdef_0123456789abcdef0123456789abcdef");
-    api_err(forged.list(Kind::L2Network, &[]).await.map(|_| Value::Null), 401);
+    api_err(
+        forged.list(Kind::L2Network, &[]).await.map(|_| Value::Null),
+        401,
+    );
 
     // A revoked token stops working at once on this replica.
-    let t = env.admin.create_token(Some(&blue), &["member"], "").await.unwrap();
+    let t = env
+        .admin
+        .create_token(Some(&blue), &["member"], "")
+        .await
+        .unwrap();
     let c = env.admin.with_token(t["token"].as_str().unwrap());
     c.whoami().await.unwrap();
     env.admin
-        .request(Method::DELETE, &format!("/v1/tokens/{}", t["id"].as_str().unwrap()), &[], None, None)
+        .request(
+            Method::DELETE,
+            &format!("/v1/tokens/{}", t["id"].as_str().unwrap()),
+            &[],
+            None,
+            None,
+        )
         .await
         .unwrap();
     api_err(c.whoami().await, 401);
@@ -317,11 +489,19 @@ async fn provider_networks_restricted_by_an_edited_policy() {
     let (msg, _) = api_err(member.create(Kind::L2Network, &body).await, 403);
     assert!(msg.contains("create_provider_network"), "{msg}");
     // The same member may still create ordinary networks...
-    let plain = member.create(Kind::L2Network, &json!({"name": "plain"})).await.unwrap();
+    let plain = member
+        .create(Kind::L2Network, &json!({"name": "plain"}))
+        .await
+        .unwrap();
     // ...but not turn one into a provider network.
     api_err(
         member
-            .update(Kind::L2Network, plain["id"].as_str().unwrap(), &json!({"provider": body["provider"]}), None)
+            .update(
+                Kind::L2Network,
+                plain["id"].as_str().unwrap(),
+                &json!({"provider": body["provider"]}),
+                None,
+            )
             .await,
         403,
     );
@@ -335,32 +515,82 @@ async fn bad_input_gets_4xx_and_changes_nothing() {
     let env = start().await;
     let p = env.project("blue").await;
     let c = env.token(&p, &["member"]).await;
-    c.create(Kind::L2Network, &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}))
-        .await
-        .unwrap();
+    c.create(
+        Kind::L2Network,
+        &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}),
+    )
+    .await
+    .unwrap();
     let before = env.dump().await;
     let http = reqwest::Client::new();
     let token = {
-        let t = env.admin.create_token(Some(&p), &["member"], "raw").await.unwrap();
+        let t = env
+            .admin
+            .create_token(Some(&p), &["member"], "raw")
+            .await
+            .unwrap();
         t["token"].as_str().unwrap().to_string()
     };
     let base = format!("http://{}", env.ctl.addr);
     let huge = format!("{{\"name\": \"{}\"}}", "x".repeat(2 * 1024 * 1024));
     let cases: Vec<(&str, String, Option<&str>, u16)> = vec![
-        ("/v1/l2-networks", "{\"name\": ".into(), Some("application/json"), 400),
-        ("/v1/l2-networks", "[1, 2]".into(), Some("application/json"), 400),
-        ("/v1/l2-networks", "{\"name\": 5}".into(), Some("application/json"), 400),
-        ("/v1/l2-networks", "{\"subnets\": [{\"cidr\": 10}]}".into(), Some("application/json"), 400),
+        (
+            "/v1/l2-networks",
+            "{\"name\": ".into(),
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/v1/l2-networks",
+            "[1, 2]".into(),
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/v1/l2-networks",
+            "{\"name\": 5}".into(),
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/v1/l2-networks",
+            "{\"subnets\": [{\"cidr\": 10}]}".into(),
+            Some("application/json"),
+            400,
+        ),
         ("/v1/l2-networks", "".into(), Some("application/json"), 400),
         ("/v1/l2-networks", "{}".into(), Some("text/plain"), 415),
         ("/v1/l2-networks", huge, Some("application/json"), 413),
-        ("/v1/no-such-things", "{}".into(), Some("application/json"), 404),
-        ("/v1/instance-ports", "{\"mac\": \"zz:zz\"}".into(), Some("application/json"), 400),
-        ("/v1/instance-ports", "{\"mtu\": 1e9}".into(), Some("application/json"), 400),
-        ("/v1/l3vpns", "{\"route_distinguisher\": \"1:2:3\"}".into(), Some("application/json"), 400),
+        (
+            "/v1/no-such-things",
+            "{}".into(),
+            Some("application/json"),
+            404,
+        ),
+        (
+            "/v1/instance-ports",
+            "{\"mac\": \"zz:zz\"}".into(),
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/v1/instance-ports",
+            "{\"mtu\": 1e9}".into(),
+            Some("application/json"),
+            400,
+        ),
+        (
+            "/v1/l3vpns",
+            "{\"route_distinguisher\": \"1:2:3\"}".into(),
+            Some("application/json"),
+            400,
+        ),
     ];
     for (path, body, ct, want) in cases {
-        let mut req = http.post(format!("{base}{path}")).bearer_auth(&token).body(body.clone());
+        let mut req = http
+            .post(format!("{base}{path}"))
+            .bearer_auth(&token)
+            .body(body.clone());
         if let Some(ct) = ct {
             req = req.header("content-type", ct);
         }
@@ -368,7 +598,10 @@ async fn bad_input_gets_4xx_and_changes_nothing() {
         let status = resp.status().as_u16();
         let v: Value = resp.json().await.unwrap_or(Value::Null);
         assert_eq!(status, want, "{path} {}: {v}", &body[..body.len().min(60)]);
-        assert!(v["code"].is_string() && v["message"].is_string(), "error body not JSON: {v}");
+        assert!(
+            v["code"].is_string() && v["message"].is_string(),
+            "error body not JSON: {v}"
+        );
     }
     assert_eq!(env.dump().await, before, "refused requests changed state");
     env.ctl.shutdown().await;
@@ -381,19 +614,35 @@ fn arb_json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(|n| json!(n)),
         "[a-z0-9:./ -]{0,20}".prop_map(Value::String),
-        prop_oneof![Just("10.1.1.0/24"), Just("10.1.1.5"), Just("64512:1"), Just("fa:16:3e:00:00:01"), Just("ingress"), Just("tcp")]
-            .prop_map(|s| Value::String(s.into())),
+        prop_oneof![
+            Just("10.1.1.0/24"),
+            Just("10.1.1.5"),
+            Just("64512:1"),
+            Just("fa:16:3e:00:00:01"),
+            Just("ingress"),
+            Just("tcp")
+        ]
+        .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(3, 24, 6, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
             prop::collection::btree_map(
                 prop_oneof![
-                    Just("name".to_string()), Just("subnets".to_string()), Just("cidr".to_string()),
-                    Just("fixed_ips".to_string()), Just("ip".to_string()), Just("mac".to_string()),
-                    Just("rules".to_string()), Just("direction".to_string()), Just("vni".to_string()),
-                    Just("route_distinguisher".to_string()), Just("interface".to_string()),
-                    Just("service".to_string()), Just("parent".to_string()), Just("vlan".to_string()),
+                    Just("name".to_string()),
+                    Just("subnets".to_string()),
+                    Just("cidr".to_string()),
+                    Just("fixed_ips".to_string()),
+                    Just("ip".to_string()),
+                    Just("mac".to_string()),
+                    Just("rules".to_string()),
+                    Just("direction".to_string()),
+                    Just("vni".to_string()),
+                    Just("route_distinguisher".to_string()),
+                    Just("interface".to_string()),
+                    Just("service".to_string()),
+                    Just("parent".to_string()),
+                    Just("vlan".to_string()),
                     "[a-z_]{1,8}",
                 ],
                 inner,
@@ -434,7 +683,10 @@ fn random_bodies_never_cause_a_server_error() {
 async fn openapi_document_describes_every_resource() {
     let env = start().await;
     let anon = Client::new(env.admin.endpoint().to_string(), None);
-    let (_, _, doc) = anon.request(Method::GET, "/v1/openapi.json", &[], None, None).await.unwrap();
+    let (_, _, doc) = anon
+        .request(Method::GET, "/v1/openapi.json", &[], None, None)
+        .await
+        .unwrap();
     assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
     for k in Kind::ALL {
         let list = &doc["paths"][format!("/v1/{}", k.plural())];
@@ -460,7 +712,10 @@ async fn openapi_document_describes_every_resource() {
     assert!(!all.is_empty());
     for r in all {
         let name = r.trim_start_matches("#/components/schemas/");
-        assert!(doc["components"]["schemas"][name].is_object(), "dangling $ref {r}");
+        assert!(
+            doc["components"]["schemas"][name].is_object(),
+            "dangling $ref {r}"
+        );
     }
     env.ctl.shutdown().await;
 }
@@ -472,7 +727,10 @@ async fn concurrent_writers_are_serialized_correctly() {
     let p = env.project("blue").await;
     let c = env.token(&p, &["member"]).await;
     let net = c
-        .create(Kind::L2Network, &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}))
+        .create(
+            Kind::L2Network,
+            &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}),
+        )
         .await
         .unwrap();
     let net_id = net["id"].as_str().unwrap().to_string();

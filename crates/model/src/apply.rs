@@ -545,7 +545,6 @@ impl Intent {
     /// A locally administered MAC derived from the id (deterministic; the
     /// model has no randomness), skipping any already in use.
     fn generate_mac(&self, id: &Id) -> Mac {
-        let used: HashSet<Mac> = self.instance_ports.values().map(|p| p.mac).collect();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;
         for b in id.as_str().bytes() {
             h ^= b as u64;
@@ -555,7 +554,7 @@ impl Intent {
             let b = h.to_be_bytes();
             // fa:16:3e is the prefix OpenStack uses; it is locally administered.
             let mac = Mac([0xfa, 0x16, 0x3e, b[5], b[6], b[7]]);
-            if !used.contains(&mac) {
+            if !self.mac_in_use(&mac) {
                 return mac;
             }
             h = h.wrapping_add(1);

@@ -45,6 +45,8 @@ pub(crate) struct Indexes {
     pub links_by_service: HashMap<Id, BTreeSet<Id>>,
     /// Instance ports by bound host.
     pub ports_by_host: HashMap<String, BTreeSet<Id>>,
+    /// How many instance ports use each MAC (MACs may repeat across networks).
+    pub port_macs: HashMap<Mac, usize>,
 }
 
 /// Every object of the intent model, with indexes.
@@ -313,6 +315,11 @@ impl Intent {
         self.idx.per_project.get(project).into_iter().flatten()
     }
 
+    /// True if some instance port uses this MAC.
+    pub fn mac_in_use(&self, mac: &Mac) -> bool {
+        self.idx.port_macs.contains_key(mac)
+    }
+
     /// The instance port at the root of an interface, and the VLAN path.
     pub fn port_of_interface(&self, interface: &str) -> Option<&InstancePort> {
         let i = self.interfaces.get(interface)?;
@@ -459,6 +466,7 @@ impl Intent {
                 if let Some(h) = &p.host {
                     add(&mut self.idx.ports_by_host, h.clone(), p.id.clone());
                 }
+                *self.idx.port_macs.entry(p.mac).or_default() += 1;
             }
             Object::Interface(i) => add(&mut self.idx.children, i.parent.clone(), i.id.clone()),
             Object::L2Network(n) => {
@@ -548,6 +556,12 @@ impl Intent {
             Object::InstancePort(p) => {
                 if let Some(h) = &p.host {
                     del(&mut self.idx.ports_by_host, h, &p.id);
+                }
+                if let Some(n) = self.idx.port_macs.get_mut(&p.mac) {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.idx.port_macs.remove(&p.mac);
+                    }
                 }
             }
             Object::Interface(i) => del(&mut self.idx.children, &i.parent, &i.id),

@@ -440,7 +440,10 @@ impl Ctx<'_> {
             many => bail!(
                 "{} {kind}s are named {name_or_id:?}; give an id or --project: {}",
                 many.len(),
-                many.iter().filter_map(|v| v["id"].as_str()).collect::<Vec<_>>().join(", ")
+                many.iter()
+                    .filter_map(|v| v["id"].as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         }
     }
@@ -476,7 +479,9 @@ impl Ctx<'_> {
         let mut out = Vec::new();
         for a in args {
             let (net, cidr) = match a.split_once('/') {
-                Some((n, rest)) if !n.contains('.') && !n.contains(':') => (n.to_string(), Some(rest.to_string())),
+                Some((n, rest)) if !n.contains('.') && !n.contains(':') => {
+                    (n.to_string(), Some(rest.to_string()))
+                }
                 _ => (a.clone(), None),
             };
             if let Ok(id) = self.id(Kind::L2Network, &net).await {
@@ -484,7 +489,10 @@ impl Ctx<'_> {
                 let subnets = v["subnets"].as_array().cloned().unwrap_or_default();
                 let picked: Vec<String> = subnets
                     .iter()
-                    .filter(|s| cidr.as_deref().is_none_or(|c| s["cidr"].as_str() == Some(c)))
+                    .filter(|s| {
+                        cidr.as_deref()
+                            .is_none_or(|c| s["cidr"].as_str() == Some(c))
+                    })
                     .filter_map(|s| s["id"].as_str().map(str::to_string))
                     .collect();
                 if picked.is_empty() {
@@ -736,7 +744,12 @@ impl CloneBody for ProjectCreate {
     }
 }
 
-async fn generic<'a, C, F, Fut>(ctx: &'a Ctx<'a>, kind: Kind, verb: &'a Verb<C>, build: F) -> Result<()>
+async fn generic<'a, C, F, Fut>(
+    ctx: &'a Ctx<'a>,
+    kind: Kind,
+    verb: &'a Verb<C>,
+    build: F,
+) -> Result<()>
 where
     C: Args,
     F: FnOnce(&'a C) -> Fut,
@@ -746,7 +759,11 @@ where
     match verb {
         Verb::Create(c) => {
             let body = build(c).await?;
-            let body = if kind == Kind::Project { body } else { ctx.with_project(body) };
+            let body = if kind == Kind::Project {
+                body
+            } else {
+                ctx.with_project(body)
+            };
             let v = ctx.c.create(kind, &body).await?;
             print_object(f, &v);
         }
@@ -761,7 +778,10 @@ where
             {
                 filters.push(("project".into(), p.clone()));
             }
-            let refs: Vec<(&str, &str)> = filters.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            let refs: Vec<(&str, &str)> = filters
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
             let items = ctx.c.list(kind, &refs).await?;
             print_list(f, kind, &items);
         }
@@ -803,9 +823,14 @@ async fn security_group(ctx: &Ctx<'_>, verb: &SgVerb, f: Format) -> Result<()> {
             print_object(f, &ctx.c.create(kind, &body).await?);
         }
         SgVerb::List(l) => {
-            return generic(ctx, kind, &Verb::<ProjectCreate>::List(ListArgs { filters: l.filters.clone() }), |_| async {
-                Ok(Value::Null)
-            })
+            return generic(
+                ctx,
+                kind,
+                &Verb::<ProjectCreate>::List(ListArgs {
+                    filters: l.filters.clone(),
+                }),
+                |_| async { Ok(Value::Null) },
+            )
             .await;
         }
         SgVerb::Show { id } => {
@@ -819,7 +844,10 @@ async fn security_group(ctx: &Ctx<'_>, verb: &SgVerb, f: Format) -> Result<()> {
                 json: u.json.clone(),
                 if_match: u.if_match,
             };
-            return generic(ctx, kind, &Verb::<ProjectCreate>::Update(u), |_| async { Ok(Value::Null) }).await;
+            return generic(ctx, kind, &Verb::<ProjectCreate>::Update(u), |_| async {
+                Ok(Value::Null)
+            })
+            .await;
         }
         SgVerb::Delete { id } => {
             let id = ctx.id(kind, id).await?;
@@ -837,8 +865,14 @@ async fn security_group(ctx: &Ctx<'_>, verb: &SgVerb, f: Format) -> Result<()> {
             }
             if let Some(p) = &r.port {
                 let (a, b) = p.split_once('-').unwrap_or((p, p));
-                rule["port_range_min"] = json!(a.parse::<u16>().with_context(|| format!("port {a:?} is not a number"))?);
-                rule["port_range_max"] = json!(b.parse::<u16>().with_context(|| format!("port {b:?} is not a number"))?);
+                rule["port_range_min"] = json!(
+                    a.parse::<u16>()
+                        .with_context(|| format!("port {a:?} is not a number"))?
+                );
+                rule["port_range_max"] = json!(
+                    b.parse::<u16>()
+                        .with_context(|| format!("port {b:?} is not a number"))?
+                );
             }
             if let Some(t) = r.icmp_type {
                 rule["icmp_type"] = json!(t);
@@ -850,7 +884,10 @@ async fn security_group(ctx: &Ctx<'_>, verb: &SgVerb, f: Format) -> Result<()> {
                 rule["remote_group"] = json!(ctx.id(kind, g).await?);
             }
             rules.push(rule);
-            let v = ctx.c.update(kind, &id, &json!({"rules": rules}), rev).await?;
+            let v = ctx
+                .c
+                .update(kind, &id, &json!({"rules": rules}), rev)
+                .await?;
             print_object(f, &v);
         }
         SgVerb::RuleDelete { group, rule } => {
@@ -859,11 +896,17 @@ async fn security_group(ctx: &Ctx<'_>, verb: &SgVerb, f: Format) -> Result<()> {
             let rev = g["revision"].as_u64();
             let rules: Vec<Value> = g["rules"].as_array().cloned().unwrap_or_default();
             let before = rules.len();
-            let rules: Vec<Value> = rules.into_iter().filter(|r| r["id"].as_str() != Some(rule)).collect();
+            let rules: Vec<Value> = rules
+                .into_iter()
+                .filter(|r| r["id"].as_str() != Some(rule))
+                .collect();
             if rules.len() == before {
                 bail!("security group {group} has no rule {rule}");
             }
-            let v = ctx.c.update(kind, &id, &json!({"rules": rules}), rev).await?;
+            let v = ctx
+                .c
+                .update(kind, &id, &json!({"rules": rules}), rev)
+                .await?;
             print_object(f, &v);
         }
     }

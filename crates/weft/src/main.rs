@@ -21,7 +21,12 @@ pub struct Opts {
     #[arg(long, global = true, env = "WEFT_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// Data directory of a local controller.
-    #[arg(long, global = true, env = "WEFT_DATA_DIR", default_value = "weft-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "WEFT_DATA_DIR",
+        default_value = "weft-data"
+    )]
     pub data_dir: PathBuf,
     /// Project to act in (name or id), for tokens not bound to one.
     #[arg(long, short = 'p', global = true, env = "WEFT_PROJECT")]

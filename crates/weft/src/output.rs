@@ -47,17 +47,43 @@ pub fn columns(kind: Kind) -> &'static [&'static str] {
         Kind::InstancePort => &["id", "name", "mac", "host", "admin_up", "status"],
         Kind::Interface => &["id", "name", "parent", "vlan", "port"],
         Kind::L2Network => &["id", "name", "vni", "subnets", "provider"],
-        Kind::L3vpn => &["id", "name", "route_distinguisher", "import_targets", "export_targets", "vni", "anycast_mode"],
+        Kind::L3vpn => &[
+            "id",
+            "name",
+            "route_distinguisher",
+            "import_targets",
+            "export_targets",
+            "vni",
+            "anycast_mode",
+        ],
         Kind::SecurityGroup => &["id", "name", "stateful", "rules"],
-        Kind::SiteLink => &["id", "name", "site", "remote_site", "local_endpoint", "remote_endpoint"],
-        Kind::ServicePort => &["id", "name", "interface", "service", "service_kind", "fixed_ips", "role"],
+        Kind::SiteLink => &[
+            "id",
+            "name",
+            "site",
+            "remote_site",
+            "local_endpoint",
+            "remote_endpoint",
+        ],
+        Kind::ServicePort => &[
+            "id",
+            "name",
+            "interface",
+            "service",
+            "service_kind",
+            "fixed_ips",
+            "role",
+        ],
     }
 }
 
 /// Prints a list of objects.
 pub fn print_list(format: Format, kind: Kind, items: &[Value]) {
     if format == Format::Json {
-        println!("{}", serde_json::to_string_pretty(items).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(items).unwrap_or_default()
+        );
         return;
     }
     let cols = columns(kind);

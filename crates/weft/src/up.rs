@@ -28,7 +28,10 @@ pub async fn run(opts: &Opts, args: &UpArgs) -> Result<()> {
     let ctl = Controller::start(cfg).await?;
     let data = opts.data_dir.display();
     println!("Weft controller is up.");
-    println!("  REST API     http://{}/v1  (OpenAPI document: /v1/openapi.json)", ctl.addr);
+    println!(
+        "  REST API     http://{}/v1  (OpenAPI document: /v1/openapi.json)",
+        ctl.addr
+    );
     println!("  data         {data}/ (embedded store intent.redb)");
     println!("  policy file  {}", ctl.policy_file.display());
     match &ctl.new_admin_token {
@@ -42,12 +45,17 @@ pub async fn run(opts: &Opts, args: &UpArgs) -> Result<()> {
         ),
     }
     println!();
-    println!("Use the CLI from another terminal in this directory (it reads the admin token from {data}/admin-token):");
+    println!(
+        "Use the CLI from another terminal in this directory (it reads the admin token from {data}/admin-token):"
+    );
     println!("  cargo run --release -- project create blue");
     println!("  cargo run --release -- -p blue network create net1 --subnet 10.1.1.0/24");
     println!("  cargo run --release -- -p blue port create g1 --network net1 --ip 10.1.1.5");
     println!("  cargo run --release -- -p blue port list");
-    println!("Elsewhere: export WEFT_TOKEN=$(cat {data}/admin-token) WEFT_ENDPOINT=http://{}", ctl.addr);
+    println!(
+        "Elsewhere: export WEFT_TOKEN=$(cat {data}/admin-token) WEFT_ENDPOINT=http://{}",
+        ctl.addr
+    );
     println!("Stop with Ctrl-C.");
     wait_for_signal().await?;
     println!("stopping");

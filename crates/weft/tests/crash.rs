@@ -30,7 +30,10 @@ fn start(data: &std::path::Path) -> Server {
     let mut lines = BufReader::new(stdout).lines();
     let deadline = Instant::now() + Duration::from_secs(30);
     let endpoint = loop {
-        assert!(Instant::now() < deadline, "weft up did not report its address");
+        assert!(
+            Instant::now() < deadline,
+            "weft up did not report its address"
+        );
         let line = lines.next().expect("weft up exited early").unwrap();
         if let Some(rest) = line.trim().strip_prefix("REST API") {
             let url = rest.split_whitespace().next().unwrap();
@@ -60,7 +63,10 @@ async fn acknowledged_writes_survive_kill_9() {
         let mut server = start(&data);
         let c = Client::new(server.endpoint.clone(), Some(admin_token(&data)));
         if round == 0 {
-            let p = c.create(Kind::Project, &json!({"name": "crash"})).await.unwrap();
+            let p = c
+                .create(Kind::Project, &json!({"name": "crash"}))
+                .await
+                .unwrap();
             project = p["id"].as_str().unwrap().to_string();
         }
         // Everything acknowledged so far, in any earlier round, is present.
@@ -70,7 +76,11 @@ async fn acknowledged_writes_survive_kill_9() {
             .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
             .collect();
         for (id, name) in &acked {
-            assert_eq!(have.get(id.as_str()), Some(&name.as_str()), "round {round}: acknowledged port {id} lost");
+            assert_eq!(
+                have.get(id.as_str()),
+                Some(&name.as_str()),
+                "round {round}: acknowledged port {id} lost"
+            );
         }
 
         // Eight writers create ports as fast as they can; the server is
@@ -85,7 +95,10 @@ async fn acknowledged_writes_survive_kill_9() {
                 for i in 0.. {
                     let name = format!("r{round}-w{w}-{i}");
                     match c
-                        .create(Kind::InstancePort, &json!({"name": name, "project": project}))
+                        .create(
+                            Kind::InstancePort,
+                            &json!({"name": name, "project": project}),
+                        )
                         .await
                     {
                         Ok(v) => log
@@ -99,7 +112,10 @@ async fn acknowledged_writes_survive_kill_9() {
         }
         let start = Instant::now();
         while log.lock().unwrap().len() < 150 + 100 * round {
-            assert!(start.elapsed() < Duration::from_secs(60), "writers made no progress");
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "writers made no progress"
+            );
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // SIGKILL: no chance to flush anything.
@@ -109,7 +125,11 @@ async fn acknowledged_writes_survive_kill_9() {
             w.await.unwrap();
         }
         let new = std::mem::take(&mut *log.lock().unwrap());
-        assert!(new.len() >= 150, "round {round}: only {} writes acknowledged", new.len());
+        assert!(
+            new.len() >= 150,
+            "round {round}: only {} writes acknowledged",
+            new.len()
+        );
         acked.extend(new);
     }
 
@@ -121,7 +141,11 @@ async fn acknowledged_writes_survive_kill_9() {
         .map(|p| (p["id"].as_str().unwrap(), p["name"].as_str().unwrap()))
         .collect();
     for (id, name) in &acked {
-        assert_eq!(have.get(id.as_str()), Some(&name.as_str()), "acknowledged port {id} lost");
+        assert_eq!(
+            have.get(id.as_str()),
+            Some(&name.as_str()),
+            "acknowledged port {id} lost"
+        );
     }
     println!(
         "{} acknowledged writes over 3 kills, all present ({} ports stored)",

@@ -105,7 +105,9 @@ impl From<ModelError> for ApiError {
             ErrorCode::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
             ErrorCode::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorCode::Conflict => (StatusCode::CONFLICT, "conflict"),
-            ErrorCode::PreconditionFailed => (StatusCode::PRECONDITION_FAILED, "precondition_failed"),
+            ErrorCode::PreconditionFailed => {
+                (StatusCode::PRECONDITION_FAILED, "precondition_failed")
+            }
         };
         ApiError {
             status,
@@ -122,7 +124,11 @@ impl From<SubmitError> for ApiError {
             SubmitError::Model(m) => m.into(),
             other => {
                 warn!(error = %other, "intent write failed");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", other.to_string())
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    other.to_string(),
+                )
             }
         }
     }
@@ -131,17 +137,27 @@ impl From<SubmitError> for ApiError {
 impl From<AuthError> for ApiError {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Store(s) => {
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", s.to_string())
-            }
-            other => ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", other.to_string()),
+            AuthError::Store(s) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                s.to_string(),
+            ),
+            other => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                other.to_string(),
+            ),
         }
     }
 }
 
 impl From<weft_store::StoreError> for ApiError {
     fn from(e: weft_store::StoreError) -> Self {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", e.to_string())
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            e.to_string(),
+        )
     }
 }
 
@@ -221,7 +237,9 @@ pub fn json_body(headers: &HeaderMap, body: Result<Bytes, BytesRejection>) -> Ap
         }
     }
     if body.is_empty() {
-        return Err(ApiError::bad_request("request body is empty: send a JSON object"));
+        return Err(ApiError::bad_request(
+            "request body is empty: send a JSON object",
+        ));
     }
     Ok(body)
 }
@@ -277,7 +295,13 @@ impl AppState {
         self.policy.allows(&rule, caller, Some(project))
     }
 
-    fn require(&self, caller: &Caller, action: &str, kind: Kind, project: Option<&Id>) -> ApiResult<()> {
+    fn require(
+        &self,
+        caller: &Caller,
+        action: &str,
+        kind: Kind,
+        project: Option<&Id>,
+    ) -> ApiResult<()> {
         let rule = if kind == Kind::Project {
             format!("{action}_project")
         } else {
@@ -294,7 +318,11 @@ impl AppState {
             Err(ApiError::forbidden(format!(
                 "policy rule {rule:?} does not allow this for token {} (roles: {})",
                 caller.token,
-                if caller.roles.is_empty() { "none".into() } else { caller.roles.join(",") }
+                if caller.roles.is_empty() {
+                    "none".into()
+                } else {
+                    caller.roles.join(",")
+                }
             )))
         }
     }
@@ -334,9 +362,7 @@ pub fn router(state: AppState, extra: ExtraRoutes) -> Router {
             get(get_object).patch(update_object).delete(delete_object),
         )
         .merge(extra)
-        .fallback(|| async {
-            ApiError::not_found("no such endpoint; see /v1/openapi.json")
-        })
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -351,10 +377,10 @@ async fn openapi_doc(State(s): State<AppState>) -> impl IntoResponse {
 
 async fn whoami(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
     let c = authenticate(&s, &headers).await?;
-    let project_name = c
-        .project
-        .as_ref()
-        .and_then(|p| s.intent.read(|i| i.projects().get(p).map(|p| p.name.clone())));
+    let project_name = c.project.as_ref().and_then(|p| {
+        s.intent
+            .read(|i| i.projects().get(p).map(|p| p.name.clone()))
+    });
     Ok(axum::Json(json!({
         "token": c.token,
         "project": c.project,
@@ -385,7 +411,9 @@ async fn create_object(
             Some(Value::String(p)) => Some(p.clone()),
             Some(Value::Null) | None => query.get("project").cloned(),
             Some(_) => {
-                return Err(ApiError::bad_request("project must be a string (id or name)").at("project"));
+                return Err(
+                    ApiError::bad_request("project must be a string (id or name)").at("project"),
+                );
             }
         };
         Some(match given {
@@ -412,7 +440,13 @@ async fn create_object(
         .intent
         .submit(Command::Create { project, spec })
         .await?
-        .ok_or_else(|| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "create returned nothing"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "create returned nothing",
+            )
+        })?;
     Ok(object_response(StatusCode::CREATED, &obj))
 }
 
@@ -516,17 +550,23 @@ async fn list_objects(
             .ok()
             .filter(|l| (1..=MAX_PAGE).contains(l))
             .ok_or_else(|| {
-                ApiError::bad_request(format!("limit {l:?} is not a number from 1 to {MAX_PAGE}")).at("limit")
+                ApiError::bad_request(format!("limit {l:?} is not a number from 1 to {MAX_PAGE}"))
+                    .at("limit")
             })?,
         None => DEFAULT_PAGE,
     };
     let after = query.remove("page_token");
     if let Some(p) = query.get("project").cloned() {
-        let id = s
-            .resolve_project(&p)
-            .ok_or_else(|| ApiError::not_found(format!("project {p} does not exist")).at("project"))?;
+        let id = s.resolve_project(&p).ok_or_else(|| {
+            ApiError::not_found(format!("project {p} does not exist")).at("project")
+        })?;
         query.insert(
-            if kind == Kind::Project { "id" } else { "project" }.to_string(),
+            if kind == Kind::Project {
+                "id"
+            } else {
+                "project"
+            }
+            .to_string(),
             id.to_string(),
         );
         if kind == Kind::Project {
@@ -603,7 +643,8 @@ async fn create_token(
     let body = json_body(&headers, body)?;
     let mut de = serde_json::Deserializer::from_slice(&body);
     let req: TokenRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        ApiError::bad_request(format!("invalid token request: {}", e.inner())).at(e.path().to_string())
+        ApiError::bad_request(format!("invalid token request: {}", e.inner()))
+            .at(e.path().to_string())
     })?;
     let project = match &req.project {
         Some(p) => Some(s.resolve_project(p).ok_or_else(|| {
@@ -618,7 +659,12 @@ async fn create_token(
         req.roles
     };
     for (i, r) in roles.iter().enumerate() {
-        if r.is_empty() || r.len() > 64 || !r.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        if r.is_empty()
+            || r.len() > 64
+            || !r
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             return Err(ApiError::bad_request(format!(
                 "role {r:?} is invalid: use letters, digits, '-' or '_'"
             ))
@@ -637,7 +683,10 @@ async fn create_token(
     Ok((StatusCode::CREATED, axum::Json(v)))
 }
 
-async fn list_tokens(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<impl IntoResponse> {
+async fn list_tokens(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+) -> ApiResult<impl IntoResponse> {
     let caller = authenticate(&s, &headers).await?;
     s.require_rule(&caller, "list_tokens", None)?;
     Ok(axum::Json(json!({"items": s.tokens.list().await?})))

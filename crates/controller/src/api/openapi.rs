@@ -15,7 +15,10 @@ fn nested_of<T: ToSchema>(out: &mut Map<String, Value>) {
     let mut v = Vec::new();
     T::schemas(&mut v);
     for (name, schema) in v {
-        out.insert(name, serde_json::to_value(schema).expect("schemas serialize"));
+        out.insert(
+            name,
+            serde_json::to_value(schema).expect("schemas serialize"),
+        );
     }
 }
 
@@ -64,7 +67,10 @@ fn kind_schemas(kind: Kind) -> (Value, Value) {
         Kind::Interface => (schema_of::<Interface>(), schema_of::<InterfaceSpec>()),
         Kind::L2Network => (schema_of::<L2Network>(), schema_of::<L2NetworkSpec>()),
         Kind::L3vpn => (schema_of::<L3vpn>(), schema_of::<L3vpnSpec>()),
-        Kind::SecurityGroup => (schema_of::<SecurityGroup>(), schema_of::<SecurityGroupSpec>()),
+        Kind::SecurityGroup => (
+            schema_of::<SecurityGroup>(),
+            schema_of::<SecurityGroupSpec>(),
+        ),
         Kind::SiteLink => (schema_of::<SiteLink>(), schema_of::<SiteLinkSpec>()),
         Kind::ServicePort => (schema_of::<ServicePort>(), schema_of::<ServicePortSpec>()),
     }
@@ -103,7 +109,10 @@ fn error_responses() -> Map<String, Value> {
         ("401", "Missing or invalid token"),
         ("403", "Refused by the policy"),
         ("404", "No such object (or not visible to the caller)"),
-        ("409", "Conflicts with the current state (e.g. still in use)"),
+        (
+            "409",
+            "Conflicts with the current state (e.g. still in use)",
+        ),
         ("412", "If-Match revision does not match"),
         ("413", "Request body too large"),
         ("503", "Store unavailable"),
@@ -138,7 +147,8 @@ pub fn document(extra_paths: Map<String, Value>) -> Value {
             }
         }),
     );
-    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let id_param =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
     let if_match = json!({"name": "If-Match", "in": "header", "required": false,
         "description": "Refuse with 412 unless the object is at this revision", "schema": {"type": "string"}});
     for kind in Kind::ALL {
@@ -156,15 +166,20 @@ pub fn document(extra_paths: Map<String, Value>) -> Value {
                 "description": "Only objects whose field equals (or, for lists, contains) this value"}))
             .collect();
         filters.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}}));
-        filters.push(json!({"name": "page_token", "in": "query", "schema": {"type": "string"},
-            "description": "next_page_token of the previous page"}));
+        filters.push(
+            json!({"name": "page_token", "in": "query", "schema": {"type": "string"},
+            "description": "next_page_token of the previous page"}),
+        );
         let mut ok_list = Map::new();
         ok_list.insert("200".into(), json!({"description": "A page of objects", "content": json_content(json!({
             "type": "object",
             "properties": {"items": {"type": "array", "items": obj_ref}, "next_page_token": {"type": ["string", "null"]}}
         }))}));
         let mut created = Map::new();
-        created.insert("201".into(), json!({"description": "Created", "content": json_content(obj_ref.clone())}));
+        created.insert(
+            "201".into(),
+            json!({"description": "Created", "content": json_content(obj_ref.clone())}),
+        );
         paths.insert(
             format!("/v1/{}", kind.plural()),
             json!({
@@ -198,10 +213,14 @@ pub fn document(extra_paths: Map<String, Value>) -> Value {
     }
     schemas.insert(
         "Token".into(),
-        serde_json::to_value(<crate::auth::TokenRecord as PartialSchema>::schema()).expect("schemas serialize"),
+        serde_json::to_value(<crate::auth::TokenRecord as PartialSchema>::schema())
+            .expect("schemas serialize"),
     );
     let mut tok_created = Map::new();
-    tok_created.insert("201".into(), json!({"description": "The token record plus `token`, the secret, shown only once"}));
+    tok_created.insert(
+        "201".into(),
+        json!({"description": "The token record plus `token`, the secret, shown only once"}),
+    );
     paths.insert(
         "/v1/tokens".into(),
         json!({
