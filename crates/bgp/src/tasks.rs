@@ -273,6 +273,7 @@ impl SpeakerTask {
                 false
             }
             Command::UpdateConfig(cfg, done) => {
+                // Removed peers may have taken routes with them: republish.
                 let res = self.update_config(cfg);
                 let changed = res.is_ok();
                 let _ = done.send(res);
@@ -383,7 +384,6 @@ impl SpeakerTask {
     }
 
     fn update_config(&mut self, cfg: SpeakerConfig) -> Result<(), ConfigError> {
-        let mut changed = false;
         if cfg.listen != self.config.listen {
             self.listener = match cfg.listen {
                 Some(addr) => Some(bind(addr)?),
@@ -400,9 +400,11 @@ impl SpeakerTask {
         let current: Vec<IpAddr> = self.peers.keys().copied().collect();
         for addr in current {
             match wanted.get(&addr) {
-                None => changed |= self.remove_peer(addr, codes::CEASE_PEER_DECONFIGURED),
+                None => {
+                    self.remove_peer(addr, codes::CEASE_PEER_DECONFIGURED);
+                }
                 Some(p) if identity_changed || self.peers[&addr].config != **p => {
-                    changed |= self.remove_peer(addr, codes::CEASE_CONFIG_CHANGE);
+                    self.remove_peer(addr, codes::CEASE_CONFIG_CHANGE);
                 }
                 Some(_) => {}
             }
@@ -412,7 +414,6 @@ impl SpeakerTask {
         self.config.listen = cfg.listen;
         if identity_changed {
             self.loc_rib = LocRib::new(cfg.local_as);
-            changed = true;
         }
         for p in &cfg.peers {
             if !self.peers.contains_key(&p.address.to_canonical()) {
@@ -420,7 +421,6 @@ impl SpeakerTask {
             }
         }
         self.config.peers = cfg.peers;
-        let _ = changed;
         Ok(())
     }
 
