@@ -1,11 +1,128 @@
-//! Splitting one received UDP message into VXLAN datagrams and their inner
-//! frames. Pure: the socket layer hands over bytes and the GRO segment size.
+//! The receive side of the tunnel, minus the syscalls: splitting received UDP
+//! messages into VXLAN datagrams, decoding their headers and coalescing the
+//! inner TCP segments ([`crate::gro`]). Pure, so property tests drive exactly
+//! the code the forwarder runs.
 
 use std::ops::Range;
 
 use crate::error::WireError;
+use crate::gro::{Coalescer, Item, Merged};
 use crate::vnet::Offload;
 use crate::vxlan::{self, Vni};
+
+/// A datagram of the current batch that passes through uncoalesced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Token<R> {
+    /// Index of the message it came in (as given to [`Decapsulator::push`]).
+    pub msg: usize,
+    /// Where the inner frame is in that message.
+    pub inner: Range<usize>,
+    /// The sender.
+    pub remote: R,
+    /// The VNI.
+    pub vni: Vni,
+    /// Offload state of the inner frame.
+    pub offload: Offload,
+}
+
+/// Counts of one [`Decapsulator::push`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PushCounts {
+    /// Datagrams found in the message.
+    pub datagrams: u64,
+    /// Of those, not valid VXLAN.
+    pub malformed: u64,
+}
+
+/// Turns a batch of received messages into inner frames, in order.
+/// `R` identifies the sender (an IP address in the forwarder).
+#[derive(Debug)]
+pub struct Decapsulator<R> {
+    coalescer: Coalescer<(R, Vni)>,
+    tokens: Vec<Token<R>>,
+    decoded: Vec<Result<Datagram, WireError>>,
+    items: Vec<Item>,
+    coalesce: bool,
+}
+
+impl<R: Copy + Eq> Decapsulator<R> {
+    /// A decapsulator; `coalesce` turns TCP coalescing on.
+    pub fn new(coalesce: bool) -> Self {
+        Decapsulator {
+            coalescer: Coalescer::default(),
+            tokens: Vec::new(),
+            decoded: Vec::new(),
+            items: Vec::new(),
+            coalesce,
+        }
+    }
+
+    /// Starts a new batch.
+    pub fn clear(&mut self) {
+        self.coalescer.clear();
+        self.tokens.clear();
+        self.items.clear();
+    }
+
+    /// Adds message number `msg` of the batch: `data` from `remote`, with the
+    /// UDP GRO segment size if the kernel reported one.
+    pub fn push(
+        &mut self,
+        msg: usize,
+        data: &[u8],
+        remote: R,
+        gso_size: Option<u16>,
+    ) -> PushCounts {
+        let mut counts = PushCounts::default();
+        self.decoded.clear();
+        datagrams(data, gso_size, &mut self.decoded);
+        for d in self.decoded.drain(..) {
+            counts.datagrams += 1;
+            let Ok(d) = d else {
+                counts.malformed += 1;
+                continue;
+            };
+            let token = self.tokens.len() as u32;
+            let key = (remote, d.vni);
+            let inner = &data[d.inner.clone()];
+            if self.coalesce && d.offload.is_none() {
+                self.coalescer.push(key, token, inner);
+            } else {
+                self.coalescer.push_unmergeable(key, token, inner);
+            }
+            self.tokens.push(Token {
+                msg,
+                inner: d.inner,
+                remote,
+                vni: d.vni,
+                offload: d.offload,
+            });
+        }
+        counts
+    }
+
+    /// Ends the batch: merged frames get their final headers.
+    pub fn finish(&mut self) {
+        self.coalescer.finish();
+        self.items.clear();
+        self.items.extend_from_slice(self.coalescer.items());
+    }
+
+    /// The frames of the batch in order (after [`Decapsulator::finish`]).
+    pub fn items(&self) -> &[Item] {
+        &self.items
+    }
+
+    /// A pass-through frame: where to find it.
+    pub fn token(&self, token: u32) -> Option<&Token<R>> {
+        self.tokens.get(token as usize)
+    }
+
+    /// A coalesced frame, keyed by sender and VNI.
+    pub fn merged_mut(&mut self, group: usize) -> Option<Merged<'_, (R, Vni)>> {
+        self.coalescer.merged_mut(group)
+    }
+}
 
 /// One VXLAN datagram of a received message.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -29,9 +29,9 @@ use std::thread::JoinHandle;
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 
-use crate::decap;
-use crate::error::{Error, WireError};
-use crate::gro::{Coalescer, Item};
+use crate::decap::Decapsulator;
+use crate::error::Error;
+use crate::gro::Item;
 use crate::gso;
 use crate::processor::{Endpoint, Input, OutputSink, PacketProcessor, VifId};
 use crate::stats::{Stats, WorkerCounters};
@@ -276,24 +276,10 @@ struct Io {
     ctr: Arc<WorkerCounters>,
 }
 
-/// A datagram of the current receive batch.
-#[derive(Debug, Clone)]
-struct Token {
-    msg: usize,
-    inner: std::ops::Range<usize>,
-    remote: IpAddr,
-    vni: vxlan::Vni,
-    offload: Offload,
-}
-
 /// The receiving half of a tunnel worker.
 struct TunnelRx {
     batch: RecvBatch,
-    coalescer: Coalescer<(IpAddr, vxlan::Vni)>,
-    tokens: Vec<Token>,
-    items: Vec<Item>,
-    decoded: Vec<Result<decap::Datagram, WireError>>,
-    coalesce: bool,
+    decap: Decapsulator<IpAddr>,
 }
 
 fn runtime(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
@@ -341,11 +327,7 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
     };
     let mut rx = s.rx_tunnel.then(|| TunnelRx {
         batch: RecvBatch::new(s.rx_batch),
-        coalescer: Coalescer::default(),
-        tokens: Vec::new(),
-        items: Vec::new(),
-        decoded: Vec::new(),
-        coalesce: s.coalesce,
+        decap: Decapsulator::new(s.coalesce),
     });
     let mut events = [EpollEvent::empty(); 16];
     loop {
@@ -438,8 +420,7 @@ fn drain_tunnel<P: PacketProcessor>(
             break;
         }
         t.rx_syscalls.add(1);
-        rx.coalescer.clear();
-        rx.tokens.clear();
+        rx.decap.clear();
         for i in 0..n {
             let meta = rx.batch.meta(i);
             t.rx_bytes.add(meta.len as u64);
@@ -454,40 +435,17 @@ fn drain_tunnel<P: PacketProcessor>(
                 t.rx_malformed.add(1);
                 continue;
             };
-            let remote = from.ip();
-            let data = rx.batch.data(i);
-            rx.decoded.clear();
-            decap::datagrams(data, meta.gso_size, &mut rx.decoded);
-            for d in rx.decoded.drain(..) {
-                t.rx_datagrams.add(1);
-                let Ok(d) = d else {
-                    t.rx_malformed.add(1);
-                    continue;
-                };
-                let token = rx.tokens.len() as u32;
-                let key = (remote, d.vni);
-                let inner = &data[d.inner.clone()];
-                if rx.coalesce && d.offload.is_none() {
-                    rx.coalescer.push(key, token, inner);
-                } else {
-                    rx.coalescer.push_unmergeable(key, token, inner);
-                }
-                rx.tokens.push(Token {
-                    msg: i,
-                    inner: d.inner,
-                    remote,
-                    vni: d.vni,
-                    offload: d.offload,
-                });
-            }
+            let c = rx.decap.push(i, rx.batch.data(i), from.ip(), meta.gso_size);
+            t.rx_datagrams.add(c.datagrams);
+            t.rx_malformed.add(c.malformed);
         }
-        rx.coalescer.finish();
-        rx.items.clear();
-        rx.items.extend_from_slice(rx.coalescer.items());
-        for item in &rx.items {
-            match *item {
+        rx.decap.finish();
+        for k in 0..rx.decap.items().len() {
+            match rx.decap.items()[k] {
                 Item::Single(tok) => {
-                    let tok = rx.tokens[tok as usize].clone();
+                    let Some(tok) = rx.decap.token(tok).cloned() else {
+                        continue;
+                    };
                     let frame = &mut rx.batch.data_mut(tok.msg)[tok.inner];
                     let from = Endpoint::Tunnel {
                         remote: tok.remote,
@@ -496,18 +454,18 @@ fn drain_tunnel<P: PacketProcessor>(
                     process_one(from, frame, tok.offload, processor, sink, io);
                 }
                 Item::Merged(g) => {
-                    let Some(((remote, vni), frame, offload, count)) = rx.coalescer.merged_mut(g)
-                    else {
+                    let Some(m) = rx.decap.merged_mut(g) else {
                         continue;
                     };
-                    if count > 1 {
+                    if m.segments > 1 {
                         t.rx_coalesced_frames.add(1);
-                        t.rx_coalesced_segments.add(u64::from(count));
+                        t.rx_coalesced_segments.add(u64::from(m.segments));
                     }
+                    let (remote, vni) = m.key;
                     process_one(
                         Endpoint::Tunnel { remote, vni },
-                        frame,
-                        offload,
+                        m.frame,
+                        m.offload,
                         processor,
                         sink,
                         io,

@@ -32,6 +32,19 @@ pub enum Item {
     Merged(usize),
 }
 
+/// A coalesced frame of the batch.
+#[derive(Debug)]
+pub struct Merged<'a, K> {
+    /// The key its segments were pushed with.
+    pub key: K,
+    /// The frame (headers of the first segment, all payloads).
+    pub frame: &'a mut [u8],
+    /// Offload state: TCP GSO + partial checksum, or `data_valid` for a single segment.
+    pub offload: Offload,
+    /// Segments merged into it.
+    pub segments: u32,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Seg {
     l3: usize,
@@ -200,17 +213,16 @@ impl<K: Copy + Eq> Coalescer<K> {
         &self.items
     }
 
-    /// A merged frame with its key, offload metadata and the number of
-    /// segments in it. Call [`Coalescer::finish`] first.
-    pub fn merged_mut(&mut self, group: usize) -> Option<(K, &mut [u8], Offload, u32)> {
+    /// A merged frame. Call [`Coalescer::finish`] first.
+    pub fn merged_mut(&mut self, group: usize) -> Option<Merged<'_, K>> {
         let g = self.groups.get(group)?;
-        let (key, offload, count) = (g.key, g.offload, g.count);
-        Some((
+        let (key, offload, segments) = (g.key, g.offload, g.count);
+        Some(Merged {
             key,
-            self.bufs.get_mut(group)?.as_mut_slice(),
+            frame: self.bufs.get_mut(group)?.as_mut_slice(),
             offload,
-            count,
-        ))
+            segments,
+        })
     }
 
     fn find_open(&self, key: K, frame: &[u8], seg: &Seg) -> Option<usize> {
@@ -412,7 +424,8 @@ mod tests {
         }
         c.finish();
         assert_eq!(c.items(), &[Item::Merged(0)]);
-        let (_, f, off, n) = c.merged_mut(0).unwrap();
+        let m = c.merged_mut(0).unwrap();
+        let (f, off, n) = (m.frame, m.offload, m.segments);
         assert_eq!(n, 8);
         assert_eq!(off, tso4(1400), "same metadata a TAP would give");
         // Byte for byte the super-frame the sender's TAP handed out.
@@ -436,10 +449,10 @@ mod tests {
             c.items(),
             &[Item::Merged(0), Item::Merged(1), Item::Single(2)]
         );
-        assert_eq!(c.merged_mut(0).unwrap().3, 2);
-        assert_eq!(c.merged_mut(1).unwrap().3, 1);
-        assert!(c.merged_mut(1).unwrap().2.data_valid);
-        assert_eq!(c.merged_mut(1).unwrap().0, 2);
+        assert_eq!(c.merged_mut(0).unwrap().segments, 2);
+        let m = c.merged_mut(1).unwrap();
+        assert_eq!((m.segments, m.key), (1, 2));
+        assert!(m.offload.data_valid);
     }
 
     #[test]
