@@ -173,6 +173,8 @@ pub struct Change {
     pub kind: Kind,
     /// Its id.
     pub id: Id,
+    /// The object before the command, or `None` when created.
+    pub before: Option<Object>,
     /// The new object, or `None` when removed.
     pub after: Option<Object>,
 }
@@ -236,10 +238,11 @@ impl Intent {
 
     fn stage(&mut self, tx: &mut Tx, obj: Object) {
         let before = self.get(obj.kind(), obj.id().as_str());
-        tx.undo.push((obj.kind(), obj.id().clone(), before));
+        tx.undo.push((obj.kind(), obj.id().clone(), before.clone()));
         tx.changes.push(Change {
             kind: obj.kind(),
             id: obj.id().clone(),
+            before,
             after: Some(obj.clone()),
         });
         self.put(obj);
@@ -247,10 +250,11 @@ impl Intent {
 
     fn stage_remove(&mut self, tx: &mut Tx, kind: Kind, id: &Id) {
         let before = self.remove(kind, id.as_str());
-        tx.undo.push((kind, id.clone(), before));
+        tx.undo.push((kind, id.clone(), before.clone()));
         tx.changes.push(Change {
             kind,
             id: id.clone(),
+            before,
             after: None,
         });
     }
