@@ -765,14 +765,25 @@ impl Microflow {
                     dst: self.l4_dst.ok_or_else(|| missing("udp.dst"))?,
                     payload,
                 },
-                Some(t @ (TransportProto::Icmp4 | TransportProto::Icmp6)) => L4Spec::Icmp {
-                    ty: self
-                        .icmp_type
-                        .unwrap_or(if t == TransportProto::Icmp4 { 8 } else { 128 }),
-                    code: self.icmp_code.unwrap_or(0),
-                    rest: [0, 1, 0, 1],
-                    payload,
-                },
+                Some(t @ (TransportProto::Icmp4 | TransportProto::Icmp6)) => {
+                    let ty =
+                        self.icmp_type
+                            .unwrap_or(if t == TransportProto::Icmp4 { 8 } else { 128 });
+                    let mut payload = payload;
+                    // An NS/NA without `nd.target` still needs its target field (`::`) to be
+                    // a valid message.
+                    if t == TransportProto::Icmp6 && (ty == 135 || ty == 136) {
+                        let mut p = vec![0u8; 16];
+                        p.extend_from_slice(&payload[payload.len().min(16)..]);
+                        payload = p;
+                    }
+                    L4Spec::Icmp {
+                        ty,
+                        code: self.icmp_code.unwrap_or(0),
+                        rest: [0, 1, 0, 1],
+                        payload,
+                    }
+                }
                 None => L4Spec::Raw {
                     // 253 is reserved for experimentation (RFC 3692): matches nothing real.
                     proto: 253,

@@ -95,7 +95,7 @@ pub struct ConntrackStats {
 
 /// One direction of a connection: zone and 5-tuple. ICMP echo uses the identifier as the
 /// source port and 0 as the destination port in both directions.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CtTuple {
     /// Zone.
     pub zone: u16,
@@ -109,6 +109,29 @@ pub struct CtTuple {
     pub sport: u16,
     /// Destination port.
     pub dport: u16,
+}
+
+impl std::hash::Hash for CtTuple {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let a = u64::from(self.zone)
+            | (u64::from(self.proto) << 16)
+            | (u64::from(self.sport) << 24)
+            | (u64::from(self.dport) << 40);
+        let s = crate::wire::key_ip_word(self.src);
+        let d = crate::wire::key_ip_word(self.dst);
+        let acc = a
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15)
+            .wrapping_add(
+                ((s as u64) ^ ((s >> 64) as u64).rotate_left(32))
+                    .wrapping_mul(0xc2b2_ae3d_27d4_eb4f),
+            )
+            .wrapping_add(
+                ((d as u64) ^ ((d >> 64) as u64).rotate_left(32))
+                    .wrapping_mul(0x1656_67b1_9e37_79f9),
+            );
+        h.write_u64(super::hash::mix64(acc));
+    }
 }
 
 impl CtTuple {
@@ -288,9 +311,35 @@ impl Conntrack {
     /// Looks the packet up in `zone`, updates the connection it belongs to (TCP state,
     /// last-seen time) and returns `ct_state`.
     pub fn lookup(&mut self, zone: u16, p: &Parsed, frame: &[u8], now: Duration) -> u8 {
-        self.stats.lookups += 1;
-        self.drop_expired_for(zone, p, now);
         let c = self.classify(zone, p, frame, now);
+        self.finish_lookup(zone, p, &c, now);
+        c.state
+    }
+
+    /// [`Conntrack::lookup`], but only if it returns `expect`; otherwise nothing changes and
+    /// the state it would have returned is the error.
+    pub fn lookup_if(
+        &mut self,
+        zone: u16,
+        p: &Parsed,
+        frame: &[u8],
+        now: Duration,
+        expect: u8,
+    ) -> Result<(), u8> {
+        let c = self.classify(zone, p, frame, now);
+        if c.state != expect {
+            return Err(c.state);
+        }
+        self.finish_lookup(zone, p, &c, now);
+        Ok(())
+    }
+
+    fn finish_lookup(&mut self, zone: u16, p: &Parsed, c: &Classified, now: Duration) {
+        self.stats.lookups += 1;
+        if c.found.is_none() {
+            // Classification skips expired entries; remove the one it may have skipped.
+            self.drop_expired_for(zone, p, now);
+        }
         if c.state & ct_state::INV != 0 {
             self.stats.invalid += 1;
         } else if c.state & ct_state::NEW != 0 {
@@ -304,7 +353,6 @@ impl Conntrack {
         {
             self.update(slot, dir, &p.key, now);
         }
-        c.state
     }
 
     /// Commits the packet's connection in `zone`: creates it if it does not exist. Invalid

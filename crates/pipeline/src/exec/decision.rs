@@ -40,6 +40,15 @@ impl Frame {
         Frame { buf, start }
     }
 
+    /// Replaces the frame with `bytes`, reusing the allocation and restoring the headroom
+    /// (what a forwarder does with its receive buffer for each packet).
+    pub fn load(&mut self, bytes: &[u8]) {
+        self.buf.clear();
+        self.buf.resize(Self::HEADROOM, 0);
+        self.buf.extend_from_slice(bytes);
+        self.start = Self::HEADROOM;
+    }
+
     /// The frame.
     pub fn as_slice(&self) -> &[u8] {
         &self.buf[self.start..]
@@ -141,6 +150,32 @@ pub(crate) enum Op {
     Output(Target),
 }
 
+impl Decision {
+    pub(crate) fn new(
+        generation: u64,
+        ops: Vec<Op>,
+        l3_len: (usize, usize),
+        logs: Vec<LogRecord>,
+    ) -> Self {
+        let mut lookups = 0;
+        let mut commit_before = false;
+        for o in &ops {
+            match o {
+                Op::CtLookup { .. } => lookups += 1,
+                Op::CtCommit { .. } if lookups == 0 => commit_before = true,
+                _ => {}
+            }
+        }
+        Decision {
+            generation,
+            ops,
+            l3_len,
+            single_lookup: lookups == 1 && !commit_before,
+            logs,
+        }
+    }
+}
+
 /// What the pipeline decided for one flow key, replayable by [`apply`] without walking the
 /// tables: header rewrites, conntrack operations (with the states they must return) and
 /// outputs, in order. Valid only for the [`Loaded`] it came from.
@@ -150,6 +185,9 @@ pub struct Decision {
     pub(crate) ops: Vec<Op>,
     /// Allowed L3 length range (inclusive) when the pipeline tested `l3.len`.
     pub(crate) l3_len: (usize, usize),
+    /// Exactly one conntrack lookup and no commit before it: `apply` can check and update in
+    /// one step.
+    pub(crate) single_lookup: bool,
     /// Log records to report for every packet the decision is applied to.
     pub logs: Vec<LogRecord>,
 }
@@ -214,11 +252,11 @@ pub fn apply<F: FnMut(&Target, &[u8])>(
     if l3_len < d.l3_len.0 || l3_len > d.l3_len.1 {
         return Err(Stale::Length);
     }
-    // Check every lookup first, so a refusal leaves conntrack untouched. Offsets only move
-    // with tag edits, which come before lookups in practice; track them anyway.
+    // A refusal must leave conntrack untouched. With one lookup and no commit before it, the
+    // lookup checks its expectation before changing anything; otherwise check every lookup
+    // first. Offsets only move with tag edits; track them anyway.
     let mut p = *parsed;
-    let has_ct = d.ops.iter().any(|o| matches!(o, Op::CtLookup { .. }));
-    if has_ct {
+    if !d.single_lookup && d.ops.iter().any(|o| matches!(o, Op::CtLookup { .. })) {
         let mut shift: isize = 0;
         for op in &d.ops {
             match op {
@@ -254,8 +292,13 @@ pub fn apply<F: FnMut(&Target, &[u8])>(
                 frame.strip_vlans(1);
                 p.strip_vlans(1);
             }
-            Op::CtLookup { zone, .. } => {
-                ct.lookup(*zone, &p, frame.as_slice(), now);
+            Op::CtLookup { zone, expect } => {
+                if d.single_lookup {
+                    ct.lookup_if(*zone, &p, frame.as_slice(), now, *expect)
+                        .map_err(|_| Stale::Conntrack { zone: *zone })?;
+                } else {
+                    ct.lookup(*zone, &p, frame.as_slice(), now);
+                }
             }
             Op::CtCommit { zone } => {
                 ct.commit(*zone, &p, frame.as_slice(), now);

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixSet;
 
-use super::hash::{FxBuild, IdBuild, combine, fnv1a};
+use super::hash::{FxBuild, IdBuild, fnv1a, mix64};
 use crate::ir::*;
 use crate::wire::{FlowKey, prereq};
 
@@ -709,12 +709,15 @@ fn compile_match(
     Ok(conds)
 }
 
+/// Hash of a subtable's masked field values: one multiply per field, one final mix.
+#[inline]
 fn subtable_hash(fields: &[(Fld, u128)], vals: impl Iterator<Item = u128>) -> u64 {
     let mut h = fields.len() as u64;
     for v in vals {
-        h = combine(h, v);
+        let w = (v as u64) ^ ((v >> 64) as u64).rotate_left(32);
+        h = (h.rotate_left(23) ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15);
     }
-    h
+    mix64(h)
 }
 
 impl LTable {

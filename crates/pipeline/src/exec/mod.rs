@@ -38,6 +38,9 @@ use std::sync::Arc;
 
 pub use conntrack::{ConnInfo, Conntrack, ConntrackConfig, ConntrackStats, CtTuple, TcpState};
 pub use decision::{Decision, Frame, Stale, apply};
+/// A fast, deterministic hasher for flow-cache maps keyed by `(Ingress, FlowKey)` (FxHash;
+/// not DoS-resistant, so bound the cache's size).
+pub use hash::FxBuild as FxBuildHasher;
 pub use load::{
     DpId, FlowRef, LoadError, LoadWarning, Loaded, MAX_TABLE_VISITS, PortId, TableRef, VifId,
 };

@@ -140,10 +140,10 @@ impl<'a> Exec<'a> {
                     return None;
                 };
                 let tags = self.p.key.vlan_ids();
-                let Some((vlans, port)) = list
-                    .iter()
-                    .find(|(v, _)| tags.len() >= v.len() && tags[..v.len()] == v[..])
-                else {
+                // Longest tag stack first; compared element-wise (at most two tags).
+                let Some((vlans, port)) = list.iter().find(|(v, _)| {
+                    v.len() <= tags.len() && v.iter().zip(tags).all(|(a, b)| a == b)
+                }) else {
                     let vlans = tags.to_vec();
                     self.note(|| {
                         format!("vif {:?} has no port for tags {vlans:?}", l.vif_name(vif))
@@ -722,12 +722,12 @@ impl<'a> Exec<'a> {
 
     fn finish(mut self) -> Outcome {
         if self.uncacheable.is_none() {
-            self.out.decision = Some(Decision {
-                generation: self.l.generation(),
-                ops: std::mem::take(&mut self.ops),
-                l3_len: self.l3_bounds,
-                logs: self.out.logs.clone(),
-            });
+            self.out.decision = Some(Decision::new(
+                self.l.generation(),
+                std::mem::take(&mut self.ops),
+                self.l3_bounds,
+                self.out.logs.clone(),
+            ));
         }
         self.out.uncacheable = self.uncacheable;
         if let Some(steps) = self.steps.take() {

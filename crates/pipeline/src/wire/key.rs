@@ -1,5 +1,6 @@
 //! The flow key: a compact, hashable summary of every header field the pipeline can match.
 
+use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::arp::ArpPacket;
@@ -54,7 +55,9 @@ pub enum Frag {
 /// are zero. This is the exact key a flow cache can hash: two frames with equal keys entering
 /// at the same place take the same path through the same program (see `exec::Decision` for
 /// the two things it does not cover: conntrack state and packet length).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+///
+/// `Hash` packs the fields into a few machine words (flow caches hash one key per packet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FlowKey {
     /// VLAN ids on the frame, outermost first (only the first `n_vlans` are meaningful).
     pub vlans: [u16; 2],
@@ -131,6 +134,97 @@ impl Default for FlowKey {
             nd_ll: MacAddr::ZERO,
             prereq: 0,
         }
+    }
+}
+
+/// An address as one integer (IPv4 mapped into IPv6), for hashing.
+#[inline]
+pub(crate) fn ip_word(a: IpAddr) -> u128 {
+    match a {
+        IpAddr::V4(a) => u128::from(u32::from(a)) | (0xffff << 32),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+impl Hash for FlowKey {
+    #[inline]
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.hash64());
+    }
+}
+
+/// Odd multipliers for [`FlowKey::hash64`]'s lanes.
+const LANES: [u64; 9] = [
+    0x9e37_79b9_7f4a_7c15,
+    0xc2b2_ae3d_27d4_eb4f,
+    0x1656_67b1_9e37_79f9,
+    0x85eb_ca77_c2b2_ae63,
+    0x27d4_eb2f_1656_67c5,
+    0xff51_afd7_ed55_8ccd,
+    0xc4ce_b9fe_1a85_ec53,
+    0x94d0_49bb_1331_11eb,
+    0xbf58_476d_1ce4_e5b9,
+];
+
+#[inline]
+fn fold128(v: u128) -> u64 {
+    (v as u64) ^ ((v >> 64) as u64).rotate_left(32)
+}
+
+/// The splitmix64 finalizer: spreads every input bit over the whole word.
+#[inline]
+fn finalize(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl FlowKey {
+    /// A well-mixed 64-bit hash of every field, computed with independent multiplies so it
+    /// costs a few nanoseconds (flow caches hash one key per packet). Equal keys hash equal.
+    #[inline]
+    pub fn hash64(&self) -> u64 {
+        let w = [
+            (self.eth_dst.to_u64() << 16) | u64::from(self.eth_type),
+            (self.eth_src.to_u64() << 16)
+                | (u64::from(self.n_vlans) << 14)
+                | u64::from(self.prereq & 0x3fff),
+            (u64::from(self.vlans[0]) << 16)
+                | u64::from(self.vlans[1])
+                | (u64::from(self.tcp_flags) << 32)
+                | (u64::from(self.icmp_code) << 48),
+            fold128(ip_word(self.ip_src)),
+            fold128(ip_word(self.ip_dst)),
+            u64::from(self.ip_proto)
+                | (u64::from(self.ip_ttl) << 8)
+                | ((self.frag as u64) << 16)
+                | (u64::from(self.l4_src) << 24)
+                | (u64::from(self.l4_dst) << 40)
+                | (u64::from(self.icmp_type) << 56),
+        ];
+        let mut acc = 0u64;
+        for (x, k) in w.iter().zip(LANES) {
+            acc = acc.wrapping_add(x.wrapping_mul(k));
+        }
+        // ARP and ND fields are zero unless those protocols are present.
+        if self.prereq & prereq::ARP != 0 {
+            acc = acc
+                .wrapping_add(
+                    ((self.arp_sha.to_u64() << 16) | u64::from(self.arp_op)).wrapping_mul(LANES[6]),
+                )
+                .wrapping_add(
+                    (self.arp_tha.to_u64()
+                        ^ (u64::from(u32::from(self.arp_spa)) << 32)
+                        ^ u64::from(u32::from(self.arp_tpa)).rotate_left(48))
+                    .wrapping_mul(LANES[7]),
+                );
+        }
+        if self.prereq & prereq::ND != 0 {
+            acc = acc
+                .wrapping_add(fold128(u128::from(self.nd_target)).wrapping_mul(LANES[8]))
+                .wrapping_add(self.nd_ll.to_u64().wrapping_mul(LANES[6]));
+        }
+        finalize(acc)
     }
 }
 

@@ -22,6 +22,7 @@ mod key;
 pub mod l4;
 pub mod vxlan;
 
+pub(crate) use key::ip_word as key_ip_word;
 pub use key::{FlowKey, Frag, Layout, Parsed, parse, prereq};
 
 #[cfg(test)]

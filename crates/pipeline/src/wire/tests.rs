@@ -564,3 +564,29 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn flow_key_hash_spreads_single_field_changes() {
+    let base = parse(&syn_spec().build()).unwrap().key;
+    let mut low_bits = std::collections::HashSet::new();
+    let mut all = std::collections::HashSet::new();
+    for port in 0..=u16::MAX {
+        let k = FlowKey {
+            l4_src: port,
+            ..base
+        };
+        let h = k.hash64();
+        all.insert(h);
+        low_bits.insert(h & 0xfff);
+    }
+    assert_eq!(all.len(), 65536);
+    // Every bucket of a 4096-bucket table is used.
+    assert_eq!(low_bits.len(), 4096);
+    // Swapping source and destination changes the hash.
+    let swapped = FlowKey {
+        ip_src: base.ip_dst,
+        ip_dst: base.ip_src,
+        ..base
+    };
+    assert_ne!(swapped.hash64(), base.hash64());
+}
