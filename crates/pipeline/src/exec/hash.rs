@@ -65,7 +65,7 @@ impl Hasher for FxHasher {
     }
 }
 
-/// Builds [`FxHasher`]s.
+/// Builds FxHash hashers (rustc's word mixer): fast on short fixed-size keys.
 #[derive(Default, Clone, Copy)]
 pub struct FxBuild;
 

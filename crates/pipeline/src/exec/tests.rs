@@ -1218,6 +1218,139 @@ fn ct_override_pretends_established() {
     assert!(w.ct.is_empty());
 }
 
+/// A one-switch IPv6 network with an ND responder, a DHCP service port and VLAN games.
+fn v6_program() -> Program {
+    let mut p = Program::new("h1");
+    p.datapaths
+        .push(Datapath::new("v6", DatapathKind::Switch, 7, &["in", "out"]));
+    p.ports.push(LogicalPort::local("x", "v6", "tap-x", vec![]));
+    p.ports.push(LogicalPort::local("y", "v6", "tap-y", vec![]));
+    p.ports.push(LogicalPort::internal("gw", "v6"));
+    p.add_flow(
+        "v6",
+        "in",
+        Flow::new(
+            100,
+            Match::new()
+                .nd_target("fd00::1".parse().unwrap())
+                .icmp_type(135),
+            vec![Action::NdAdvert {
+                mac: R1,
+                router: true,
+            }],
+        )
+        .origin(o("nd-responder", "gw", "router answers for fd00::1")),
+    );
+    p.add_flow(
+        "v6",
+        "in",
+        Flow::new(
+            90,
+            Match::new().udp().l4_dst(ValueRange::exact(547)),
+            vec![Action::LocalService {
+                service: Service::Dhcp6,
+                context: "subnet-v6".into(),
+            }],
+        ),
+    );
+    // x -> y through the egress table, tagged 5 on the way and untagged again.
+    p.add_flow(
+        "v6",
+        "in",
+        Flow::new(
+            10,
+            Match::new().in_port("x"),
+            vec![
+                Action::SetOutPort("y".into()),
+                Action::PushVlan(5),
+                Action::Next,
+            ],
+        ),
+    );
+    p.add_flow(
+        "v6",
+        "out",
+        Flow::new(
+            10,
+            Match::new().out_port("y").vlan(Some(5)),
+            vec![Action::PopVlan, Action::OutputOutPort, Action::output("gw")],
+        ),
+    );
+    p
+}
+
+#[test]
+fn nd_advert_service_handoff_and_vlan_actions() {
+    let l = Loaded::load(&v6_program()).unwrap();
+    let mut ct = Conntrack::default();
+    let tap_x = Ingress::Vif(l.vif_id("tap-x").unwrap());
+    let opts = ExecOptions {
+        trace: true,
+        ct_override: None,
+    };
+    let d = crate::microflow::MicroflowDefaults {
+        eth_src: A,
+        eth_dst: B,
+        ip4_src: ip(10, 0, 0, 1),
+        ip6_src: "fd00::5".parse().unwrap(),
+    };
+    let frame = |s: &str| {
+        crate::microflow::parse_microflow(s)
+            .unwrap()
+            .build(&d)
+            .unwrap()
+    };
+
+    let out = execute(
+        &l,
+        &mut ct,
+        tap_x,
+        &frame("nd.target == fd00::1"),
+        Duration::ZERO,
+        &opts,
+    );
+    assert_eq!(out.generated.len(), 1, "{}", trace_text(&out));
+    let g = &out.generated[0];
+    assert_eq!(g.kind, GeneratedKind::NdAdvert);
+    let k = parse(&g.bytes).unwrap().key;
+    assert_eq!(
+        (k.icmp_type, k.nd_target, k.nd_ll),
+        (136, "fd00::1".parse().unwrap(), R1)
+    );
+    assert_eq!(k.ip_dst, "fd00::5".parse::<IpAddr>().unwrap());
+
+    let dhcp = frame("ip6.dst == ff02::1:2 && udp.src == 546 && udp.dst == 547");
+    let out = execute(&l, &mut ct, tap_x, &dhcp, Duration::ZERO, &opts);
+    assert_eq!(out.handoffs.len(), 1);
+    let h = &out.handoffs[0];
+    assert_eq!((h.service, &*h.context), (Service::Dhcp6, "subnet-v6"));
+    assert_eq!(h.bytes, dhcp);
+    assert_eq!(h.in_port, l.port_id("x"));
+    assert_eq!(
+        h.reply_to,
+        Some(Target::Vif {
+            vif: l.vif_id("tap-x").unwrap(),
+            port: l.port_id("x")
+        })
+    );
+    assert!(out.decision.is_none());
+    assert!(matches!(out.verdict(&l), Verdict::HandedOff(_)));
+
+    let f = frame("ip6.dst == fd00::9 && tcp.dst == 443");
+    let out = execute(&l, &mut ct, tap_x, &f, Duration::ZERO, &opts);
+    assert_eq!(out.outputs.len(), 1, "{}", trace_text(&out));
+    assert_eq!(out.outputs[0].bytes, f, "tag pushed then popped");
+    assert!(trace_text(&out).contains("port \"gw\" is internal: nothing sent"));
+}
+
+#[test]
+fn loaded_and_conntrack_can_move_between_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Loaded>();
+    send_sync::<Conntrack>();
+    send_sync::<Decision>();
+}
+
 // ---------------------------------------------------------------------------------------------
 // Decisions and apply
 // ---------------------------------------------------------------------------------------------

@@ -172,7 +172,8 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
 }
 
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
-    /// Checks version and payload length against the buffer. Jumbograms are refused.
+    /// Checks version and payload length against the buffer. A zero payload length (a
+    /// jumbogram) reads as an empty payload.
     pub fn new_checked(buffer: T) -> Result<Self, ParseError> {
         let b = buffer.as_ref();
         if b.len() < IPV6_LEN {
