@@ -266,6 +266,19 @@ fn cases(l: &Loaded) -> Vec<Case> {
 fn bench(c: &mut Criterion) {
     let p = program();
     let l = Loaded::load(&p).expect("bench program loads");
+    let flows: usize = p
+        .datapaths
+        .iter()
+        .flat_map(|d| &d.tables)
+        .map(|t| t.flows.len())
+        .sum();
+    let mut g = c.benchmark_group("load");
+    g.measurement_time(Duration::from_secs(3));
+    g.sample_size(20);
+    g.bench_function(format!("program_{flows}_flows"), |b| {
+        b.iter(|| black_box(Loaded::load(black_box(&p)).unwrap().generation()))
+    });
+    g.finish();
     let now = Duration::from_secs(10);
     let opts = ExecOptions::default();
     for case in cases(&l) {

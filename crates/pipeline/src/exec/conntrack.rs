@@ -403,6 +403,13 @@ impl Conntrack {
             self.index.insert(rev, (slot, Dir::Reply));
         }
         self.order.push_back((slot, epoch));
+        // Entries removed by expiry stay queued until eviction reaches them; compact the
+        // queue when they outnumber live ones so it stays proportional to the table.
+        if self.order.len() > 2 * self.len + 64 {
+            let slots = &self.slots;
+            self.order
+                .retain(|&(s, e)| slots[s as usize].as_ref().is_some_and(|x| x.epoch == e));
+        }
         self.len += 1;
         self.stats.commits += 1;
         true
@@ -912,6 +919,18 @@ mod tests {
         assert_eq!(ct.sweep(Duration::from_secs(100), 2), 2);
         assert_eq!(ct.sweep(Duration::from_secs(100), 100), 2);
         assert!(ct.is_empty());
+    }
+
+    #[test]
+    fn eviction_queue_stays_bounded_under_churn() {
+        let mut ct = Conntrack::default();
+        for i in 0..10_000u32 {
+            let f = udp([10, 0, 0, 1], [10, 0, 0, 2], (i % 60_000) as u16, 53);
+            commit(&mut ct, 0, &f, u64::from(i) * 100);
+            ct.sweep(Duration::from_secs(u64::from(i) * 100), 16);
+        }
+        assert!(ct.len() <= 2);
+        assert!(ct.order.len() <= 2 * ct.len() + 65, "{}", ct.order.len());
     }
 
     #[test]
