@@ -30,7 +30,9 @@ pub enum ClientError {
         field: Option<String>,
     },
     /// The controller could not be reached.
-    #[error("cannot reach the Weft API at {endpoint}: {reason} (is `weft up` running? set --endpoint or WEFT_ENDPOINT)")]
+    #[error(
+        "cannot reach the Weft API at {endpoint}: {reason} (is `weft up` running? set --endpoint or WEFT_ENDPOINT)"
+    )]
     Unreachable {
         /// The endpoint tried.
         endpoint: String,
@@ -153,7 +155,13 @@ impl Client {
     /// Creates an object.
     pub async fn create(&self, kind: Kind, body: &Value) -> Result<Value> {
         let (_, _, v) = self
-            .request(Method::POST, &format!("/v1/{}", kind.plural()), &[], Some(body), None)
+            .request(
+                Method::POST,
+                &format!("/v1/{}", kind.plural()),
+                &[],
+                Some(body),
+                None,
+            )
             .await?;
         Ok(v)
     }
@@ -161,13 +169,25 @@ impl Client {
     /// Reads an object.
     pub async fn get(&self, kind: Kind, id: &str) -> Result<Value> {
         let (_, _, v) = self
-            .request(Method::GET, &format!("/v1/{}/{id}", kind.plural()), &[], None, None)
+            .request(
+                Method::GET,
+                &format!("/v1/{}/{id}", kind.plural()),
+                &[],
+                None,
+                None,
+            )
             .await?;
         Ok(v)
     }
 
     /// Applies a merge patch, optionally only at a given revision.
-    pub async fn update(&self, kind: Kind, id: &str, patch: &Value, if_match: Option<u64>) -> Result<Value> {
+    pub async fn update(
+        &self,
+        kind: Kind,
+        id: &str,
+        patch: &Value,
+        if_match: Option<u64>,
+    ) -> Result<Value> {
         let (_, _, v) = self
             .request(
                 Method::PATCH,
@@ -182,8 +202,14 @@ impl Client {
 
     /// Deletes an object.
     pub async fn delete(&self, kind: Kind, id: &str) -> Result<()> {
-        self.request(Method::DELETE, &format!("/v1/{}/{id}", kind.plural()), &[], None, None)
-            .await?;
+        self.request(
+            Method::DELETE,
+            &format!("/v1/{}/{id}", kind.plural()),
+            &[],
+            None,
+            None,
+        )
+        .await?;
         Ok(())
     }
 
@@ -197,7 +223,13 @@ impl Client {
                 q.push(("page_token", t));
             }
             let (_, _, v) = self
-                .request(Method::GET, &format!("/v1/{}", kind.plural()), &q, None, None)
+                .request(
+                    Method::GET,
+                    &format!("/v1/{}", kind.plural()),
+                    &q,
+                    None,
+                    None,
+                )
                 .await?;
             let items = v["items"]
                 .as_array()
@@ -245,7 +277,12 @@ impl Client {
     }
 
     /// Creates an API token; the answer carries the secret in `token`.
-    pub async fn create_token(&self, project: Option<&str>, roles: &[&str], description: &str) -> Result<Value> {
+    pub async fn create_token(
+        &self,
+        project: Option<&str>,
+        roles: &[&str],
+        description: &str,
+    ) -> Result<Value> {
         let body = json!({"project": project, "roles": roles, "description": description});
         let (_, _, v) = self
             .request(Method::POST, "/v1/tokens", &[], Some(&body), None)
@@ -255,11 +292,17 @@ impl Client {
 
     /// Who the token is.
     pub async fn whoami(&self) -> Result<Value> {
-        Ok(self.request(Method::GET, "/v1/whoami", &[], None, None).await?.2)
+        Ok(self
+            .request(Method::GET, "/v1/whoami", &[], None, None)
+            .await?
+            .2)
     }
 
     /// Liveness and revision (no token needed).
     pub async fn health(&self) -> Result<Value> {
-        Ok(self.request(Method::GET, "/v1/health", &[], None, None).await?.2)
+        Ok(self
+            .request(Method::GET, "/v1/health", &[], None, None)
+            .await?
+            .2)
     }
 }

@@ -18,9 +18,9 @@ pub fn all_owners(intent: &Intent) -> BTreeSet<Owner> {
     out.extend(intent.l3vpns().keys().cloned().map(Owner::Vrf));
     out.extend(intent.service_ports().keys().cloned().map(Owner::Port));
     for g in intent.security_groups().keys() {
-        out.insert(Owner::SgAddrs(g.clone(), 0));
+        out.insert(Owner::SgAddrs(g.clone(), Id::default()));
         for sp in intent.service_ports_of_security_group(g.as_str()) {
-            out.insert(Owner::SgAddrs(g.clone(), crate::names::sg_shard(&sp.id)));
+            out.insert(Owner::SgAddrs(g.clone(), sp.service.clone()));
         }
     }
     for vrf in intent.l3vpns().values() {
@@ -97,7 +97,7 @@ fn dirty_service_port(intent: &Intent, sp: &ServicePort, out: &mut BTreeSet<Owne
         }
     }
     for g in &sp.security_groups {
-        out.insert(Owner::SgAddrs(g.clone(), crate::names::sg_shard(&sp.id)));
+        out.insert(Owner::SgAddrs(g.clone(), sp.service.clone()));
     }
 }
 
@@ -178,7 +178,7 @@ pub fn dirty_owners(intent: &Intent, ch: &Change, out: &mut BTreeSet<Owner>) {
             }
         }
         Kind::SecurityGroup => {
-            out.insert(Owner::SgAddrs(ch.id.clone(), 0));
+            out.insert(Owner::SgAddrs(ch.id.clone(), Id::default()));
             for sp in intent.service_ports_of_security_group(ch.id.as_str()) {
                 out.insert(Owner::Port(sp.id.clone()));
             }

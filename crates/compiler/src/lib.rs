@@ -53,9 +53,11 @@ pub enum Owner {
     Port(Id),
     /// One address of a VRF.
     VrfIp(Id, IpAddr),
-    /// One shard of a security group's member addresses (shards keep a
-    /// one-port change from recomputing a set of every port).
-    SgAddrs(Id, u8),
+    /// A security group's member addresses among the ports of one service
+    /// (sharding by service keeps a one-port change from recomputing a set
+    /// of every port). The shard with an empty service id always exists, so
+    /// a set is never missing.
+    SgAddrs(Id, Id),
 }
 
 impl Owner {
@@ -66,7 +68,7 @@ impl Owner {
             Owner::Vrf(id) => format!("vrf/{id}"),
             Owner::Port(id) => format!("port/{id}"),
             Owner::VrfIp(id, ip) => format!("vrfip/{id}/{ip}"),
-            Owner::SgAddrs(id, shard) => format!("sg/{id}/{shard}"),
+            Owner::SgAddrs(id, svc) => format!("sg/{id}/{svc}"),
         }
     }
 }
@@ -295,11 +297,32 @@ pub struct Delta {
 impl Compiler {
     /// Compiles everything from scratch.
     pub fn full(intent: &Intent) -> Compiler {
+        let owners: Vec<Owner> = deps::all_owners(intent).into_iter().collect();
+        // Owners are independent: compute them on every core. The result
+        // does not depend on how the work is split.
+        let workers = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .clamp(1, 8);
+        let chunk = owners.len().div_ceil(workers).max(1);
+        let computed: Vec<Vec<(Owner, Fragment)>> = std::thread::scope(|s| {
+            let handles: Vec<_> = owners
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        part.iter()
+                            .filter_map(|o| compute(intent, o).map(|f| (o.clone(), f)))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("compile workers do not panic"))
+                .collect()
+        });
         let mut c = Compiler::default();
-        for owner in deps::all_owners(intent) {
-            if let Some(f) = compute(intent, &owner) {
-                c.insert(owner, Arc::new(f));
-            }
+        for (owner, f) in computed.into_iter().flatten() {
+            c.insert(owner, Arc::new(f));
         }
         c
     }
@@ -411,8 +434,8 @@ pub fn compute(intent: &Intent, owner: &Owner) -> Option<Fragment> {
             }
         }
         Owner::VrfIp(vrf, ip) => router::vrf_ip(intent, intent.l3vpns().get(vrf)?, *ip)?,
-        Owner::SgAddrs(id, shard) => {
-            switch::sg_addrs(intent, intent.security_groups().get(id)?, *shard)?
+        Owner::SgAddrs(id, svc) => {
+            switch::sg_addrs(intent, intent.security_groups().get(id)?, svc)?
         }
     };
     f.canonicalize();

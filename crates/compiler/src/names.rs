@@ -68,14 +68,6 @@ pub fn router_mac(vrf: &Id) -> MacAddr {
     MacAddr([0x02, 0x57, b[4], b[5], b[6], b[7]])
 }
 
-/// Shards of a security group's address sets.
-pub const SG_SHARDS: u8 = 64;
-
-/// The shard of a port's addresses in the address sets of its groups.
-pub fn sg_shard(port: &Id) -> u8 {
-    (fnv(port.as_str()) % SG_SHARDS as u64) as u8
-}
-
 /// The connection-tracking zone of a port. Zones only need to differ among
 /// the ports of one host; a hash of the id does that with overwhelming
 /// probability and is the same whatever order ports were created in.

@@ -219,7 +219,8 @@ pub(crate) fn common(
                 )),
             );
             // IPv6 link-local and duplicate address detection.
-            for src in ["fe80::/10", "::/128"] {
+            let has_v6 = allowed.iter().any(|(_, n)| ip_is_v6(n));
+            for src in ["fe80::/10", "::/128"].into_iter().filter(|_| has_v6) {
                 f.flow(
                     dp,
                     t.port_sec,
@@ -287,36 +288,36 @@ pub(crate) fn common(
             .origin(c.origin("port-security", format!("{label}: no filtering"))),
         );
     } else if c.stateful() {
-        for et in [ethertype::IPV4, ethertype::IPV6] {
-            f.flow(
-                dp,
-                t.pre_acl,
-                ing(),
-                Flow::new(
-                    100,
-                    Match::new().in_port(p).eth_type(et),
-                    vec![Action::CtLookup { zone: z }, Action::Next],
-                )
-                .origin(c.origin(
-                    "conntrack",
-                    format!("{label}: track connections (zone {z})"),
-                )),
-            );
-            f.flow(
-                dp,
-                t.out_pre_acl,
-                eg(),
-                Flow::new(
-                    100,
-                    Match::new().out_port(p).eth_type(et),
-                    vec![Action::CtLookup { zone: z }, Action::Next],
-                )
-                .origin(c.origin(
-                    "conntrack",
-                    format!("{label}: track connections (zone {z})"),
-                )),
-            );
-        }
+        // Non-IP packets come out of the lookup invalid; ARP and ND pass the
+        // ACL stage above the invalid-drop, anything else has no business.
+        f.flow(
+            dp,
+            t.pre_acl,
+            ing(),
+            Flow::new(
+                100,
+                Match::new().in_port(p),
+                vec![Action::CtLookup { zone: z }, Action::Next],
+            )
+            .origin(c.origin(
+                "conntrack",
+                format!("{label}: track connections (zone {z})"),
+            )),
+        );
+        f.flow(
+            dp,
+            t.out_pre_acl,
+            eg(),
+            Flow::new(
+                100,
+                Match::new().out_port(p),
+                vec![Action::CtLookup { zone: z }, Action::Next],
+            )
+            .origin(c.origin(
+                "conntrack",
+                format!("{label}: track connections (zone {z})"),
+            )),
+        );
     }
 
     // Security group rules; what no rule allows falls to the default deny.

@@ -434,34 +434,40 @@ pub(crate) fn port(intent: &Intent, sp: &ServicePort) -> Option<Fragment> {
     Some(f)
 }
 
-/// One shard of the member addresses of a security group, for rules naming
-/// it as remote group. Shard 0 always exists, so the set is never missing;
-/// the other shards exist while they have members. Host programs merge the
-/// shards of a set.
-pub(crate) fn sg_addrs(intent: &Intent, g: &SecurityGroup, shard: u8) -> Option<Fragment> {
+/// The member addresses of a security group among the ports of one service,
+/// for rules naming it as remote group. The shard of the empty service
+/// always exists (empty), so the set is never missing; the others exist
+/// while they have members. Host programs merge the shards of a set.
+pub(crate) fn sg_addrs(
+    intent: &Intent,
+    g: &SecurityGroup,
+    service: &weft_model::Id,
+) -> Option<Fragment> {
     let mut v4 = Vec::new();
     let mut v6 = Vec::new();
-    for sp in intent
-        .service_ports_of_security_group(g.id.as_str())
-        .filter(|sp| names::sg_shard(&sp.id) == shard)
-    {
-        for ip in sp.fixed_ips.iter().map(|x| IpNet::from(x.ip)) {
-            if ip.addr().is_ipv4() {
-                v4.push(ip)
-            } else {
-                v6.push(ip)
+    if !service.as_str().is_empty() {
+        for sp in intent
+            .service_ports_of_service(service.as_str())
+            .filter(|sp| sp.security_groups.contains(&g.id))
+        {
+            for ip in sp.fixed_ips.iter().map(|x| IpNet::from(x.ip)) {
+                if ip.addr().is_ipv4() {
+                    v4.push(ip)
+                } else {
+                    v6.push(ip)
+                }
+            }
+            for pair in &sp.allowed_address_pairs {
+                if pair.ip.addr().is_ipv4() {
+                    v4.push(pair.ip)
+                } else {
+                    v6.push(pair.ip)
+                }
             }
         }
-        for pair in &sp.allowed_address_pairs {
-            if pair.ip.addr().is_ipv4() {
-                v4.push(pair.ip)
-            } else {
-                v6.push(pair.ip)
-            }
+        if v4.is_empty() && v6.is_empty() {
+            return None;
         }
-    }
-    if shard != 0 && v4.is_empty() && v6.is_empty() {
-        return None;
     }
     let mut f = Fragment::default();
     f.address_sets.push(AddressSet {
