@@ -25,6 +25,7 @@ use weft_store::{EmbeddedStore, Store};
 
 pub mod api;
 pub mod auth;
+pub mod compile;
 pub mod intent;
 pub mod keys;
 pub mod policy;
@@ -79,6 +80,7 @@ pub struct Controller {
     /// The policy file in force.
     pub policy_file: PathBuf,
     intent: IntentService,
+    compile: compile::CompileService,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -143,11 +145,13 @@ impl Controller {
             Some(token)
         };
 
+        let compile = compile::CompileService::start(intent.clone());
         let state = api::AppState {
             intent: intent.clone(),
             tokens,
             policy: Arc::new(policy),
-            openapi: Arc::new(api::openapi::document(Default::default())),
+            openapi: Arc::new(api::openapi::document(api::openapi::extra_paths())),
+            compile: compile.clone(),
         };
         let app = api::router(state, axum::Router::new());
         let listener = TcpListener::bind(cfg.listen)
@@ -172,6 +176,7 @@ impl Controller {
             admin_token_file,
             policy_file,
             intent,
+            compile,
             stop: Some(stop),
             server,
         })
@@ -180,6 +185,11 @@ impl Controller {
     /// The intent service (for in-process users such as tests and the compiler).
     pub fn intent(&self) -> &IntentService {
         &self.intent
+    }
+
+    /// The compile loop (traces, host views).
+    pub fn compile(&self) -> &compile::CompileService {
+        &self.compile
     }
 
     /// Stops serving and waits for in-flight requests.

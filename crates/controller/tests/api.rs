@@ -759,3 +759,79 @@ async fn concurrent_writers_are_serialized_correctly() {
     assert_eq!(c.list(Kind::InstancePort, &[]).await.unwrap().len(), 16);
     env.ctl.shutdown().await;
 }
+
+#[tokio::test]
+async fn trace_through_the_api() {
+    let env = start().await;
+    let p = env.project("blue").await;
+    let c = env.token(&p, &["member"]).await;
+    let net = c
+        .create(
+            Kind::L2Network,
+            &json!({"name": "n", "subnets": [{"cidr": "10.0.0.0/24"}]}),
+        )
+        .await
+        .unwrap();
+    let sg = c
+        .create(Kind::SecurityGroup, &json!({"name": "web", "rules": [{"direction": "egress"}, {"direction": "ingress", "protocol": "tcp", "port_range_min": 80}]}))
+        .await
+        .unwrap();
+    for (name, ip) in [("a", "10.0.0.10"), ("b", "10.0.0.11")] {
+        c.create(
+            Kind::InstancePort,
+            &json!({"name": name, "host": "h1", "bindings": [{"service": net["id"], "fixed_ips": [{"ip": ip}], "security_groups": [sg["id"]]}]}),
+        )
+        .await
+        .unwrap();
+    }
+    let trace = |expr: &str| {
+        let c = c.clone();
+        let body = json!({"from": "a", "expression": expr});
+        async move {
+            c.request(Method::POST, "/v1/trace", &[], Some(&body), None)
+                .await
+                .map(|r| r.2)
+        }
+    };
+    let ok = trace("ip4.dst == 10.0.0.11 && tcp.dst == 80")
+        .await
+        .unwrap();
+    let verdicts = ok["verdicts"].to_string();
+    assert!(verdicts.contains("delivered to port b"), "{ok}");
+    assert!(
+        ok["text"]
+            .as_str()
+            .unwrap()
+            .contains("security group web rule 2"),
+        "{}",
+        ok["text"]
+    );
+    let denied = trace("ip4.dst == 10.0.0.11 && tcp.dst == 22")
+        .await
+        .unwrap();
+    assert!(
+        denied["verdicts"].to_string().contains("default deny"),
+        "{denied}"
+    );
+    // A bad expression points at the offending token.
+    let (msg, field) = api_err(trace("ip4.dst == banana").await, 400);
+    assert_eq!(field.as_deref(), Some("expression"));
+    assert!(msg.contains("banana"), "{msg}");
+    // Other projects' ports do not exist for this caller.
+    let red = env.project("red").await;
+    let r = env.token(&red, &["member"]).await;
+    let (_, field) = api_err(
+        r.request(
+            Method::POST,
+            "/v1/trace",
+            &[],
+            Some(&json!({"from": "a", "expression": "icmp4"})),
+            None,
+        )
+        .await
+        .map(|r| r.2),
+        404,
+    );
+    assert_eq!(field.as_deref(), Some("from"));
+    env.ctl.shutdown().await;
+}

@@ -64,6 +64,19 @@ pub enum ResourceCmd {
     },
     /// Show the token in use: its project and roles.
     Whoami,
+    /// Trace a packet from a port through the compiled pipelines.
+    ///
+    /// EXPRESSION sets packet fields, OVN-style, joined with `&&`:
+    /// `ip4.dst == 10.1.1.6 && tcp.dst == 80`, `icmp4 && ip4.dst == 10.3.7.1`,
+    /// `udp && udp.dst == 53`, `ip.ttl == 1`, `ct.est` (pretend an
+    /// established connection). Unset fields come from the source port.
+    Trace {
+        /// Source: a service port id or name, or an instance port (name or id) with one binding.
+        #[arg(long)]
+        from: String,
+        /// The packet, e.g. 'ip4.dst == 10.1.1.6 && tcp.dst == 80'.
+        expression: String,
+    },
 }
 
 /// The verbs every resource has.
@@ -520,6 +533,22 @@ pub async fn run(opts: &Opts, cmd: &ResourceCmd) -> Result<()> {
     let f = opts.output;
     match cmd {
         ResourceCmd::Whoami => print_object(f, &ctx.c.whoami().await?),
+        ResourceCmd::Trace { from, expression } => {
+            let (_, _, v) = ctx
+                .c
+                .request(
+                    reqwest_method("POST"),
+                    "/v1/trace",
+                    &[],
+                    Some(&json!({"from": from, "expression": expression})),
+                    None,
+                )
+                .await?;
+            match f {
+                Format::Json => println!("{}", serde_json::to_string_pretty(&v)?),
+                Format::Table => print!("{}", v["text"].as_str().unwrap_or_default()),
+            }
+        }
         ResourceCmd::Token { verb } => match verb {
             TokenVerb::Create { roles, description } => {
                 let roles: Vec<&str> = roles.iter().map(String::as_str).collect();

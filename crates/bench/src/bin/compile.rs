@@ -185,7 +185,7 @@ fn main() -> Result<()> {
     println!("weft_full_compile_s={:.4}", full.as_secs_f64());
     println!("weft_flows={}", compiler.flow_count());
     println!("weft_owners={}", compiler.fragments().len());
-    println!("weft_rss_kb={}", rss_kib());
+    println!("weft_rss_kb={rss1}");
     println!("weft_compile_rss_delta_kb={}", rss1.saturating_sub(rss0));
     println!(
         "weft_incr_add_port_ms={:.3}",

@@ -47,6 +47,8 @@ pub struct AppState {
     pub policy: Arc<Policy>,
     /// The OpenAPI document.
     pub openapi: Arc<Value>,
+    /// The compiled pipelines (traces).
+    pub compile: crate::compile::CompileService,
 }
 
 /// An API error: status plus the JSON body.
@@ -356,6 +358,7 @@ pub fn router(state: AppState, extra: ExtraRoutes) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/tokens", get(list_tokens).post(create_token))
         .route("/v1/tokens/{id}", axum::routing::delete(delete_token))
+        .route("/v1/trace", axum::routing::post(trace))
         .route("/v1/{kind}", get(list_objects).post(create_object))
         .route(
             "/v1/{kind}/{id}",
@@ -703,5 +706,61 @@ async fn delete_token(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("token {id} does not exist")))
+    }
+}
+
+// ------------------------------------------------------------------- trace
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TraceRequest {
+    /// Source port: a service port id or name, or an instance port with one binding.
+    from: String,
+    /// Microflow expression, e.g. `ip4.dst == 10.1.1.6 && tcp.dst == 80`.
+    expression: String,
+}
+
+async fn trace(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let caller = authenticate(&s, &headers).await?;
+    let body = json_body(&headers, body)?;
+    let mut de = serde_json::Deserializer::from_slice(&body);
+    let req: TraceRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        ApiError::bad_request(format!("invalid trace request: {}", e.inner()))
+            .at(e.path().to_string())
+    })?;
+    // The source port must be visible to the caller; else it does not exist.
+    let project = s.intent.read(|i| {
+        weft_compiler::trace::resolve_source(i, &req.from)
+            .ok()
+            .map(|sp| sp.project.clone())
+    });
+    let not_found =
+        || ApiError::not_found(format!("no port {:?} to trace from", req.from)).at("from");
+    let project = project.ok_or_else(not_found)?;
+    if !s.visible(&caller, Kind::ServicePort, &project) {
+        return Err(not_found());
+    }
+    s.require_rule(&caller, "trace", Some(&project))?;
+    // Trace what the intent says now: wait for the compiler to catch up.
+    s.compile.wait_for(s.intent.revision()).await;
+    match s.compile.trace(&req.from, &req.expression) {
+        Ok(report) => {
+            let mut v = serde_json::to_value(&report).unwrap_or(Value::Null);
+            v["text"] = Value::String(report.to_string());
+            Ok(axum::Json(v))
+        }
+        Err(weft_compiler::trace::TraceError::Source(m)) => Err(ApiError::not_found(m).at("from")),
+        Err(e @ weft_compiler::trace::TraceError::Expression { .. }) => {
+            Err(ApiError::bad_request(e.to_string()).at("expression"))
+        }
+        Err(e) => Err(ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            e.to_string(),
+        )),
     }
 }

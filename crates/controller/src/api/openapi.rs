@@ -265,3 +265,28 @@ pub fn document(extra_paths: Map<String, Value>) -> Value {
         "paths": paths
     })
 }
+
+/// Paths of endpoints outside the per-kind CRUD.
+pub fn extra_paths() -> Map<String, Value> {
+    let mut m = Map::new();
+    m.insert(
+        "/v1/trace".into(),
+        json!({"post": {
+            "tags": ["trace"],
+            "summary": "Trace a packet from a port through the compiled pipelines of every host it crosses",
+            "operationId": "trace",
+            "requestBody": {"required": true, "content": json_content(json!({
+                "type": "object", "required": ["from", "expression"],
+                "properties": {
+                    "from": {"type": "string", "description": "Service port id or name, or an instance port with one binding"},
+                    "expression": {"type": "string", "description": "Microflow, e.g. ip4.dst == 10.1.1.6 && tcp.dst == 80; ct.est etc. pretend a connection state"}
+                }}))},
+            "responses": with_errors({
+                let mut r = Map::new();
+                r.insert("200".into(), json!({"description": "Per host: the steps (flow matched, its origin, actions) and the verdict; `text` renders it"}));
+                r
+            })
+        }}),
+    );
+    m
+}
