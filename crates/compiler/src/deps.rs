@@ -16,6 +16,7 @@ pub fn all_owners(intent: &Intent) -> BTreeSet<Owner> {
     let mut out = BTreeSet::new();
     out.extend(intent.l2_networks().keys().cloned().map(Owner::Network));
     out.extend(intent.l3vpns().keys().cloned().map(Owner::Vrf));
+    out.extend(intent.l3vpns().keys().cloned().map(Owner::Imported));
     out.extend(intent.service_ports().keys().cloned().map(Owner::Port));
     for g in intent.security_groups().keys() {
         out.insert(Owner::SgAddrs(g.clone(), Id::default()));
@@ -66,6 +67,7 @@ fn exporters<'a>(
 
 fn dirty_vrf_all(intent: &Intent, vrf: &Id, out: &mut BTreeSet<Owner>) {
     out.insert(Owner::Vrf(vrf.clone()));
+    out.insert(Owner::Imported(vrf.clone()));
     if let Some(v) = intent.l3vpns().get(vrf) {
         for ip in vrf_ips(intent, v) {
             out.insert(Owner::VrfIp(vrf.clone(), ip));

@@ -53,6 +53,8 @@ pub enum Owner {
     Port(Id),
     /// One address of a VRF.
     VrfIp(Id, IpAddr),
+    /// Routes learned from BGP peers that a VRF imports.
+    Imported(Id),
     /// A security group's member addresses among the ports of one service
     /// (sharding by service keeps a one-port change from recomputing a set
     /// of every port). The shard with an empty service id always exists, so
@@ -69,6 +71,7 @@ impl Owner {
             Owner::Port(id) => format!("port/{id}"),
             Owner::VrfIp(id, ip) => format!("vrfip/{id}/{ip}"),
             Owner::SgAddrs(id, svc) => format!("sg/{id}/{svc}"),
+            Owner::Imported(id) => format!("imported/{id}"),
         }
     }
 }
@@ -275,9 +278,31 @@ impl Fragment {
     }
 }
 
+/// A route learned from outside (a BGP peer), offered to every VRF that
+/// imports one of its route targets.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ExternalRoute {
+    /// Destination.
+    pub prefix: ipnet::IpNet,
+    /// The tunnel endpoint behind which the prefix is (the BGP next hop).
+    pub next_hop: IpAddr,
+    /// VNI (label) to send with.
+    pub vni: u32,
+    /// Inner destination MAC (EVPN router MAC), if the peer gave one.
+    pub router_mac: Option<MacAddr>,
+    /// Route targets it carries.
+    pub route_targets: Vec<weft_model::RouteTarget>,
+    /// Preference among routes for the same prefix (higher wins).
+    pub local_pref: u32,
+    /// Where it came from, for traces (peer, AS, RD).
+    pub source: String,
+}
+
 /// The compiled pipeline: one fragment per owner.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Compiler {
+    /// Routes learned from outside, by prefix order.
+    external: Arc<Vec<ExternalRoute>>,
     fragments: BTreeMap<Owner, Arc<Fragment>>,
     /// Owners with flows or ports in each datapath.
     by_dp: BTreeMap<String, BTreeSet<Owner>>,
@@ -297,7 +322,13 @@ pub struct Delta {
 impl Compiler {
     /// Compiles everything from scratch.
     pub fn full(intent: &Intent) -> Compiler {
+        Self::full_with(intent, Arc::new(Vec::new()))
+    }
+
+    /// Compiles everything from scratch, with routes learned from outside.
+    pub fn full_with(intent: &Intent, external: Arc<Vec<ExternalRoute>>) -> Compiler {
         let owners: Vec<Owner> = deps::all_owners(intent).into_iter().collect();
+        let ext = &external;
         // Owners are independent: compute them on every core. The result
         // does not depend on how the work is split.
         let workers = std::thread::available_parallelism()
@@ -310,7 +341,7 @@ impl Compiler {
                 .map(|part| {
                     s.spawn(move || {
                         part.iter()
-                            .filter_map(|o| compute(intent, o).map(|f| (o.clone(), f)))
+                            .filter_map(|o| compute_with(intent, ext, o).map(|f| (o.clone(), f)))
                             .collect::<Vec<_>>()
                     })
                 })
@@ -320,7 +351,10 @@ impl Compiler {
                 .map(|h| h.join().expect("compile workers do not panic"))
                 .collect()
         });
-        let mut c = Compiler::default();
+        let mut c = Compiler {
+            external: external.clone(),
+            ..Compiler::default()
+        };
         for (owner, f) in computed.into_iter().flatten() {
             c.insert(owner, Arc::new(f));
         }
@@ -333,12 +367,37 @@ impl Compiler {
         for ch in changes {
             deps::dirty_owners(intent, ch, &mut dirty);
         }
+        self.recompute(intent, dirty)
+    }
+
+    /// Replaces the routes learned from outside; recomputes the VRFs' imports.
+    pub fn set_external(&mut self, intent: &Intent, routes: Vec<ExternalRoute>) -> Delta {
+        let mut routes = routes;
+        routes.sort();
+        routes.dedup();
+        self.external = Arc::new(routes);
+        let dirty = intent
+            .l3vpns()
+            .keys()
+            .cloned()
+            .map(Owner::Imported)
+            .collect();
+        self.recompute(intent, dirty)
+    }
+
+    /// The routes learned from outside.
+    pub fn external(&self) -> &[ExternalRoute] {
+        &self.external
+    }
+
+    fn recompute(&mut self, intent: &Intent, dirty: BTreeSet<Owner>) -> Delta {
         let mut delta = Delta {
             recomputed: dirty.len(),
             ..Delta::default()
         };
+        let external = self.external.clone();
         for owner in dirty {
-            let new = compute(intent, &owner);
+            let new = compute_with(intent, &external, &owner);
             let old = self.fragments.get(&owner);
             let same = match (&new, old) {
                 (Some(n), Some(o)) => **o == *n,
@@ -423,7 +482,17 @@ impl Compiler {
 /// Computes one owner's fragment from the intent, or `None` if the owner no
 /// longer exists.
 pub fn compute(intent: &Intent, owner: &Owner) -> Option<Fragment> {
+    compute_with(intent, &[], owner)
+}
+
+/// Computes one owner's fragment given the routes learned from outside.
+pub fn compute_with(
+    intent: &Intent,
+    external: &[ExternalRoute],
+    owner: &Owner,
+) -> Option<Fragment> {
     let mut f = match owner {
+        Owner::Imported(id) => router::imported(intent.l3vpns().get(id)?, external)?,
         Owner::Network(id) => switch::network(intent, intent.l2_networks().get(id)?),
         Owner::Vrf(id) => router::vrf(intent, intent.l3vpns().get(id)?),
         Owner::Port(id) => {

@@ -696,3 +696,73 @@ pub(crate) fn exporters_to<'a>(intent: &'a Intent, v: &L3vpn) -> impl Iterator<I
         .filter(move |w| w.id != id && w.export_targets.iter().any(|t| imports.contains(t)))
         .map(|w| &w.id)
 }
+
+/// Routes learned from outside that this VRF imports (one of its import
+/// targets): sent through a tunnel to the advertising next hop with the
+/// route's VNI. Several routes for one prefix share the flows by ECMP among
+/// those with the best local preference.
+pub(crate) fn imported(v: &L3vpn, external: &[crate::ExternalRoute]) -> Option<Fragment> {
+    let mut by_prefix: std::collections::BTreeMap<IpNet, Vec<&crate::ExternalRoute>> =
+        Default::default();
+    for r in external
+        .iter()
+        .filter(|r| r.route_targets.iter().any(|t| v.import_targets.contains(t)))
+    {
+        by_prefix.entry(r.prefix).or_default().push(r);
+    }
+    if by_prefix.is_empty() {
+        return None;
+    }
+    let mut f = Fragment::default();
+    let dp = names::lr(&v.id);
+    let rmac = router_mac(&v.id);
+    let label = vrf_label(v);
+    for (prefix, routes) in by_prefix {
+        let best = routes.iter().map(|r| r.local_pref).max().unwrap_or(0);
+        let chosen: Vec<&&crate::ExternalRoute> =
+            routes.iter().filter(|r| r.local_pref == best).collect();
+        let member = |r: &crate::ExternalRoute| {
+            vec![
+                Action::SetEthDst(r.router_mac.unwrap_or(rmac)),
+                Action::Tunnel {
+                    remote: r.next_hop,
+                    vni: r.vni,
+                },
+            ]
+        };
+        let mut actions = vec![Action::DecTtl, Action::SetEthSrc(rmac)];
+        if chosen.len() == 1 {
+            actions.extend(member(chosen[0]));
+        } else {
+            let group = format!("imported:{}:{prefix}", v.id);
+            f.ecmp_groups.push(EcmpGroup {
+                name: group.clone(),
+                members: chosen
+                    .iter()
+                    .map(|r| EcmpMember {
+                        weight: 1,
+                        actions: member(r),
+                    })
+                    .collect(),
+            });
+            actions.push(Action::Ecmp(group));
+        }
+        let detail = format!(
+            "route {prefix} imported into {label}: {}",
+            chosen
+                .iter()
+                .map(|r| format!("via {} VNI {} ({})", r.next_hop, r.vni, r.source))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        f.flow(
+            &dp,
+            t::ROUTING,
+            Scope::All,
+            Flow::new(route_prio(&prefix), Match::new().ip_dst(prefix), actions).origin(
+                Origin::new("imported-route", format!("{}/{prefix}", v.id), detail),
+            ),
+        );
+    }
+    Some(f)
+}
