@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+/// The allocator of Weft's binaries, so benchmarks measure what ships.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The p-th percentile (0-100) of sorted samples.
 pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
