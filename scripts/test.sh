@@ -36,5 +36,5 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 # Build once (tests and the binaries they start), then run everything.
-cargo build --workspace --all-targets --locked
-cargo nextest run --workspace --locked --no-fail-fast "$@"
+cargo build --workspace --all-targets
+cargo nextest run --workspace --no-fail-fast "$@"
