@@ -159,6 +159,8 @@ pub fn dirty_owners(intent: &Intent, ch: &Change, out: &mut BTreeSet<Owner>) {
                         if let Some((net, subnet)) = intent.subnet(sid.as_str()) {
                             out.insert(Owner::Network(net.id.clone()));
                             for sp in intent.service_ports_of_service(net.id.as_str()) {
+                                // DHCP answers from the router's MAC when routed.
+                                out.insert(Owner::Port(sp.id.clone()));
                                 for f in sp.fixed_ips.iter().filter(|f| subnet.cidr.contains(&f.ip))
                                 {
                                     out.insert(Owner::VrfIp(ch.id.clone(), f.ip));

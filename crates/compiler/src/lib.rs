@@ -164,6 +164,8 @@ pub enum ServiceConfig {
         gateway: Option<std::net::Ipv4Addr>,
         /// The server's address (the gateway, or the subnet's first address).
         server: std::net::Ipv4Addr,
+        /// The server's MAC (the router's when the subnet is routed).
+        server_mac: MacAddr,
         /// DNS servers.
         dns: Vec<std::net::Ipv4Addr>,
         /// Interface MTU.
@@ -188,6 +190,8 @@ pub enum ServiceConfig {
     RouterAdvert {
         /// Context key (the subnet id).
         context: String,
+        /// The switch whose local ports get periodic adverts.
+        datapath: String,
         /// The router's MAC.
         router_mac: MacAddr,
         /// The prefix advertised.

@@ -68,6 +68,12 @@ pub fn router_mac(vrf: &Id) -> MacAddr {
     MacAddr([0x02, 0x57, b[4], b[5], b[6], b[7]])
 }
 
+/// The MAC local services of a network without a router answer from.
+pub fn service_mac(net: &Id) -> MacAddr {
+    let b = fnv(net.as_str()).to_be_bytes();
+    MacAddr([0x02, 0x58, b[4], b[5], b[6], b[7]])
+}
+
 /// The connection-tracking zone of a port. Zones only need to differ among
 /// the ports of one host; a hash of the id does that with overwhelming
 /// probability and is the same whatever order ports were created in.

@@ -216,6 +216,7 @@ pub(crate) fn network(intent: &Intent, n: &L2Network) -> Fragment {
                     );
                     f.services.push(ServiceConfig::RouterAdvert {
                         context: s.id.to_string(),
+                        datapath: dp.clone(),
                         router_mac: rmac,
                         prefix,
                         mtu: weft_model::DEFAULT_MTU,
@@ -379,6 +380,10 @@ pub(crate) fn port(intent: &Intent, sp: &ServicePort) -> Option<Fragment> {
             server: gateway.unwrap_or_else(|| {
                 std::net::Ipv4Addr::from(u32::from(cidr.network()).wrapping_add(1))
             }),
+            server_mac: intent
+                .l3vpn_of_subnet(sid.as_str())
+                .map(|v| router_mac(&v.id))
+                .unwrap_or_else(|| names::service_mac(&n.id)),
             dns,
             mtu: c.port.mtu,
             routes,
