@@ -5,7 +5,7 @@
 #
 # Usage: bench/dataplane/run.sh [VARIANT ...]     (default: kernel ovs-userspace weft)
 #   Other variants: kernel-nooffload ovs-userspace-tap, and weft flavours in variants/:
-#   weft-nooffload (TAP without virtio-net headers), weft-single (one thread), weft-nocoalesce.
+#   weft-nooffload (TAP without virtio-net headers), weft-split (a thread per direction), weft-nocoalesce.
 # Environment: everything bench.sh/topo.sh take (REPEAT, DURATION, IDLE_WAIT_S, ...), plus
 #   CARGO_TARGET_DIR (default <repo>/target), SKIP_BUILD=1 to use an existing binary.
 # Runs as root. Uses its own namespaces (whA whB wvA wvB) and state dir (/run/weft-dpbench), so it

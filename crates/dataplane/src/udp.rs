@@ -305,10 +305,18 @@ impl TunnelSocket {
                 let info = batch.hdr_info[i];
                 match e.raw_os_error() {
                     Some(libc::EINTR) => continue,
-                    Some(libc::EIO | libc::EINVAL | libc::EOPNOTSUPP) if info.gso => {
-                        // The path cannot do UDP GSO: resend from this message without it.
+                    Some(libc::EIO | libc::EOPNOTSUPP) if info.gso => {
+                        // The route's device cannot do UDP GSO (no checksum offload):
+                        // resend from this message, and from now on, without it.
                         tracing::warn!(error = %e, "UDP GSO send failed; falling back to one datagram per mmsghdr");
                         self.gso.store(false, Ordering::Relaxed);
+                        first_msg = info.msg;
+                        continue 'build;
+                    }
+                    Some(libc::EINVAL | libc::EMSGSIZE) if info.gso => {
+                        // This message only (e.g. segments above the path MTU): send its
+                        // datagrams one by one and let the kernel fragment them.
+                        batch.msgs[info.msg].no_gso = true;
                         first_msg = info.msg;
                         continue 'build;
                     }
@@ -407,6 +415,8 @@ struct OutMsg {
     nsegs: usize,
     /// The last datagram is shorter than `seg`: nothing more may join.
     closed: bool,
+    /// The kernel refused this message as one GSO send: send it datagram by datagram.
+    no_gso: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -504,6 +514,7 @@ impl SendBatch {
                 seg: len,
                 nsegs: 1,
                 closed: false,
+                no_gso: false,
             });
             return;
         }
@@ -521,6 +532,7 @@ impl SendBatch {
                 seg: seg.stride,
                 nsegs: n,
                 closed: len < n * seg.stride,
+                no_gso: false,
             });
             off += len;
             left -= n;
@@ -531,7 +543,11 @@ impl SendBatch {
     fn build(&mut self, from: usize, gso: bool) {
         let mut count = 0;
         for m in &self.msgs[from..] {
-            count += if gso || m.nsegs == 1 { 1 } else { m.nsegs };
+            count += if (gso && !m.no_gso) || m.nsegs == 1 {
+                1
+            } else {
+                m.nsegs
+            };
         }
         // SAFETY: all-zero is a valid mmsghdr/iovec (null pointers, zero lengths).
         self.hdrs.resize_with(count, || unsafe { mem::zeroed() });
@@ -542,7 +558,7 @@ impl SendBatch {
         self.cmsgs.resize(count, CmsgBuf([0; 64]));
         let mut h = 0;
         for (mi, m) in self.msgs.iter().enumerate().skip(from) {
-            let use_gso = gso && m.nsegs > 1;
+            let use_gso = gso && !m.no_gso && m.nsegs > 1;
             let pieces = if use_gso { 1 } else { m.nsegs };
             for p in 0..pieces {
                 let (off, len) = if use_gso {

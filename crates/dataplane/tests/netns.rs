@@ -97,6 +97,38 @@ fn weft_to_weft_with_offloads() {
 }
 
 #[test]
+fn weft_to_weft_ipv6_overlay_uses_tso6() {
+    let t = Topology::new();
+    let a = start(&t.host_a, UL_A, UL_B, |c| {
+        c.threading = Threading::PerDirection
+    });
+    let b = start(&t.host_b, UL_B, UL_A, |_| {});
+    Topology::plug_tap(&t.host_a, &t.vm_a, "wtap0", VM_A);
+    Topology::plug_tap(&t.host_b, &t.vm_b, "wtap0", VM_B);
+    for (vm, addr) in [(&t.vm_a, "fd00::1/64"), (&t.vm_b, "fd00::2/64")] {
+        vm.exec(&[
+            "sysctl",
+            "-qw",
+            "net.ipv6.conf.all.disable_ipv6=0",
+            "net.ipv6.conf.eth0.disable_ipv6=0",
+        ]);
+        vm.ip(&["-6", "addr", "add", addr, "dev", "eth0", "nodad"]);
+    }
+    ping(&t.vm_a, "fd00::2", 3);
+    let (sent, got) = tcp_transfer(&t.vm_a, &t.vm_b, "[fd00::2]", 5011, 16 << 20);
+    assert_eq!(sent, got, "TCP over IPv6 A→B data differs");
+    udp_echo(&t.vm_b, &t.vm_a, "[fd00::1]", 5012, &[1, 1000, 1402, 5000]);
+    let (sa, sb) = (a.stop().unwrap(), b.stop().unwrap());
+    assert_clean(&sa);
+    assert_clean(&sb);
+    assert!(
+        sa.vifs[0].rx_gso_frames > 0,
+        "no TSO6 super-frame from VM A:\n{sa}"
+    );
+    assert!(sb.tunnel.rx_coalesced_frames > 0, "{sb}");
+}
+
+#[test]
 fn weft_fallbacks_plain_tap_single_thread_no_udp_offloads() {
     let t = Topology::new();
     // A: TAP without virtio-net headers, one thread, no UDP GSO/GRO, no coalescing.
@@ -110,8 +142,11 @@ fn weft_fallbacks_plain_tap_single_thread_no_udp_offloads() {
         c.tunnel.udp_gro = false;
         c.coalesce = false;
     });
-    // B: everything on, so super-frames from B must be segmented for A's plain TAP.
-    let b = start(&t.host_b, UL_B, UL_A, |_| {});
+    // B: everything on (one thread per direction), so super-frames from B must be
+    // segmented for A's plain TAP.
+    let b = start(&t.host_b, UL_B, UL_A, |c| {
+        c.threading = Threading::PerDirection
+    });
     Topology::plug_tap(&t.host_a, &t.vm_a, "wtap0", VM_A);
     Topology::plug_tap(&t.host_b, &t.vm_b, "wtap0", VM_B);
     traffic(&t);
@@ -214,4 +249,34 @@ fn weft_fwd_binary_bridges_and_reports_counters() {
         counter(&ta, "tunnel.tx_datagrams"),
         counter(&tb, "tunnel.rx_datagrams")
     );
+}
+
+#[test]
+fn a_vanished_tap_is_dropped_without_spinning() {
+    let t = Topology::new();
+    let a = start(&t.host_a, UL_A, UL_B, |c| c.threading = Threading::Single);
+    let b = start(&t.host_b, UL_B, UL_A, |_| {});
+    Topology::plug_tap(&t.host_a, &t.vm_a, "wtap0", VM_A);
+    Topology::plug_tap(&t.host_b, &t.vm_b, "wtap0", VM_B);
+    ping(&t.vm_a, VM_B, 2);
+    // Deleting the VM's namespace deletes the TAP under the forwarder's descriptor.
+    let Topology {
+        host_a,
+        host_b,
+        vm_a,
+        vm_b,
+    } = t;
+    drop(vm_a);
+    std::thread::sleep(Duration::from_millis(300));
+    let errors = a.stats().vifs[0].rx_errors;
+    std::thread::sleep(Duration::from_millis(700));
+    let sa = a.stop().expect("the forwarder stops cleanly");
+    // A worker spinning on the dead descriptor would fail a read per iteration.
+    assert_eq!(
+        sa.vifs[0].rx_errors, errors,
+        "reads kept failing after the TAP vanished"
+    );
+    assert!(errors >= 1, "the failed read was not seen:\n{sa}");
+    drop(b);
+    drop((host_a, host_b, vm_b));
 }

@@ -50,7 +50,7 @@ struct Args {
     #[arg(long, default_value_t = 4789)]
     port: u16,
     /// Thread layout.
-    #[arg(long, value_enum, default_value_t = Threads::PerDirection)]
+    #[arg(long, value_enum, default_value_t = Threads::Single)]
     threads: Threads,
     /// Open TAPs without virtio-net headers (no checksum/TSO offload from the guest).
     #[arg(long)]
@@ -86,6 +86,7 @@ fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(false)
         .init();
     let args = Args::parse();
     let remotes = per_tap("remote", &args.remotes, args.taps.len())?;

@@ -312,7 +312,12 @@ pub fn udp_echo(src: &Netns, dst: &Netns, dst_addr: &str, port: u16, sizes: &[us
     });
     let sizes = sizes.to_vec();
     let result = src.run(move || {
-        let s = UdpSocket::bind("0.0.0.0:0").expect("bind client");
+        let any = if addr.is_ipv6() {
+            "[::]:0"
+        } else {
+            "0.0.0.0:0"
+        };
+        let s = UdpSocket::bind(any).expect("bind client");
         s.set_read_timeout(Some(Duration::from_millis(500)))
             .unwrap();
         let mut buf = vec![0u8; 65536];
