@@ -23,20 +23,35 @@ use crate::intent::IntentService;
 #[derive(Default, Debug)]
 pub struct TunnelDirectory {
     tunnels: RwLock<BTreeMap<String, IpAddr>>,
+    // Hook (BGP integration): bumped on every change, so exports follow.
+    version: watch::Sender<u64>,
 }
 
 impl TunnelDirectory {
     /// Records a host's tunnel address.
     pub fn set(&self, host: &str, ip: IpAddr) {
-        self.tunnels
+        let old = self
+            .tunnels
             .write()
             .expect("tunnel lock")
             .insert(host.to_string(), ip);
+        if old != Some(ip) {
+            self.version.send_modify(|v| *v += 1); // Hook (BGP integration).
+        }
     }
 
     /// Forgets a host.
     pub fn remove(&self, host: &str) {
-        self.tunnels.write().expect("tunnel lock").remove(host);
+        let removed = self.tunnels.write().expect("tunnel lock").remove(host);
+        if removed.is_some() {
+            self.version.send_modify(|v| *v += 1); // Hook (BGP integration).
+        }
+    }
+
+    /// Follows changes: the value is a version bumped by every change.
+    /// (Hook: BGP integration.)
+    pub fn watch(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// A copy of the whole directory.
@@ -164,6 +179,23 @@ impl CompileService {
     pub fn host_view(&self, host: &str) -> HostView {
         self.with(|i, c| c.host_view(i, host, self.tunnels.as_ref()))
     }
+
+    /// Replaces the routes learned from outside (BGP), recompiles the VRFs
+    /// importing them and publishes the delta like an intent change.
+    /// (Hook: BGP integration.)
+    pub fn set_external(&self, routes: Vec<weft_compiler::ExternalRoute>) -> Delta {
+        let revision = self.compiled_revision();
+        let delta = self.intent.read(|i| {
+            let mut c = self.compiler.lock().expect("compiler lock");
+            c.set_external(i, routes)
+        });
+        let _ = self.batches.send(Arc::new(CompiledBatch {
+            revision,
+            delta: Some(delta.clone()),
+            hosts: Vec::new(),
+        }));
+        delta
+    }
 }
 
 async fn run(
@@ -197,7 +229,15 @@ async fn run(
                     .await
                     .expect("full compile does not panic");
                 // Batches after the snapshot are still queued and re-applied.
-                *compiler.lock().expect("compiler lock") = fresh;
+                intent.read(|i| {
+                    let mut c = compiler.lock().expect("compiler lock");
+                    // Hook (BGP integration): keep the routes learned from outside.
+                    let external = c.external().to_vec();
+                    *c = fresh;
+                    if !external.is_empty() {
+                        c.set_external(i, external);
+                    }
+                });
                 let _ = batches.send(Arc::new(CompiledBatch {
                     revision,
                     delta: None,

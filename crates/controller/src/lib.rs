@@ -25,6 +25,7 @@ use weft_store::{EmbeddedStore, Store};
 
 pub mod api;
 pub mod auth;
+pub mod bgp; // Hook (BGP integration).
 pub mod compile;
 pub mod intent;
 pub mod keys;
@@ -81,6 +82,7 @@ pub struct Controller {
     pub policy_file: PathBuf,
     intent: IntentService,
     compile: compile::CompileService,
+    bgp: bgp::BgpService, // Hook (BGP integration).
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -146,6 +148,8 @@ impl Controller {
         };
 
         let compile = compile::CompileService::start(intent.clone());
+        // Hook (BGP integration): the speaker, its config from the store, route sync.
+        let bgp = bgp::BgpService::start(store.clone(), intent.clone(), compile.clone()).await?;
         let state = api::AppState {
             intent: intent.clone(),
             tokens,
@@ -153,7 +157,7 @@ impl Controller {
             openapi: Arc::new(api::openapi::document(api::openapi::extra_paths())),
             compile: compile.clone(),
         };
-        let app = api::router(state, axum::Router::new());
+        let app = api::router(state, api::bgp::routes(bgp.clone())); // Hook (BGP integration).
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding the REST API to {}", cfg.listen))?;
@@ -177,6 +181,7 @@ impl Controller {
             policy_file,
             intent,
             compile,
+            bgp,
             stop: Some(stop),
             server,
         })
@@ -192,8 +197,14 @@ impl Controller {
         &self.compile
     }
 
+    /// The BGP speaker and its route sync. (Hook: BGP integration.)
+    pub fn bgp(&self) -> &bgp::BgpService {
+        &self.bgp
+    }
+
     /// Stops serving and waits for in-flight requests.
     pub async fn shutdown(mut self) {
+        self.bgp.shutdown().await; // Hook (BGP integration): Cease to peers.
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

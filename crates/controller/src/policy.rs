@@ -72,6 +72,16 @@ delete_token: "rule:admin"
 
 # Tracing a packet through the compiled pipelines.
 trace: "rule:admin_or_owner"
+
+# The BGP speaker: reading its configuration, peers and routes, and
+# changing them (local AS, router id, peers).
+bgp_get: "rule:admin"
+bgp_update: "rule:admin"
+
+# Hosts' tunnel (VXLAN endpoint) addresses, set by hand until agents
+# report them.
+get_host_tunnel: "rule:admin"
+set_host_tunnel: "rule:admin"
 "#;
 
 /// A parsed rule expression.

@@ -397,7 +397,8 @@ pub enum TokenVerb {
 }
 
 /// Builds the client: token from the flag/env, else the local admin token.
-fn client(opts: &Opts) -> Result<Client> {
+/// (Hook: shared with `weft bgp`.)
+pub(crate) fn client(opts: &Opts) -> Result<Client> {
     let token = match &opts.token {
         Some(t) => Some(t.clone()),
         None => std::fs::read_to_string(opts.data_dir.join("admin-token"))

@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+mod bgp_cli; // Hook (BGP integration): `weft bgp`.
 mod cli;
 mod output;
 mod up;
@@ -49,6 +50,11 @@ pub struct Opts {
 pub enum Cmd {
     /// Run the controller: embedded store in the data directory, REST on loopback.
     Up(up::UpArgs),
+    /// The controller's BGP speaker: local AS, router id, peers, routes.
+    Bgp {
+        #[command(subcommand)]
+        cmd: bgp_cli::BgpCmd,
+    }, // Hook (BGP integration).
     #[command(flatten)]
     Resource(cli::ResourceCmd),
 }
@@ -71,6 +77,7 @@ fn main() -> std::process::ExitCode {
         match opts.cmd {
             Cmd::Up(ref a) => up::run(&opts, a).await,
             Cmd::Resource(ref r) => cli::run(&opts, r).await,
+            Cmd::Bgp { ref cmd } => bgp_cli::run(&opts, cmd).await, // Hook (BGP integration).
         }
     });
     match result {

@@ -24,6 +24,7 @@ use crate::auth::{AuthError, Tokens};
 use crate::intent::{IntentService, SubmitError};
 use crate::policy::{Caller, Policy};
 
+pub mod bgp; // Hook (BGP integration): /v1/bgp and /v1/hosts/{name}/tunnel.
 pub mod openapi;
 
 /// Largest request body accepted.

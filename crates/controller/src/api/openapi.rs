@@ -288,5 +288,6 @@ pub fn extra_paths() -> Map<String, Value> {
             })
         }}),
     );
+    m.extend(super::bgp::paths()); // Hook (BGP integration).
     m
 }
