@@ -30,6 +30,7 @@ pub mod compile;
 pub mod intent;
 pub mod keys;
 pub mod policy;
+pub mod southbound;
 
 pub use intent::{ChangeBatch, IntentService};
 pub use policy::Policy;

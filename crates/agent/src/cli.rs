@@ -1,0 +1,85 @@
+//! Command-line entry points for the `weft` binary: `weft agent` and `weft host enroll`.
+//! The binary adds these `clap::Args` as subcommands and calls the `run_*` functions.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use tracing::info;
+
+use crate::{AgentOptions, Identity, MemoryBackend, RedbViewStore};
+
+/// `weft agent`.
+#[derive(Args, Debug, Clone)]
+pub struct AgentArgs {
+    /// Controller address(es), HOST[:PORT] (default port 9798); tried in turn.
+    #[arg(
+        long = "controller",
+        required = true,
+        value_delimiter = ',',
+        env = "WEFT_CONTROLLERS"
+    )]
+    pub controllers: Vec<String>,
+    /// State directory: identity from `weft host enroll` and the local view.
+    #[arg(
+        long,
+        default_value = "/var/lib/weft/agent",
+        env = "WEFT_AGENT_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// `weft host enroll`.
+#[derive(Args, Debug, Clone)]
+pub struct EnrollArgs {
+    /// Controller address, HOST[:PORT] (default port 9798).
+    #[arg(long)]
+    pub controller: String,
+    /// The join token from `weft host token create`.
+    #[arg(long, env = "WEFT_JOIN_TOKEN")]
+    pub token: String,
+    /// This host's name (what ports are bound to).
+    #[arg(long)]
+    pub name: String,
+    /// State directory to write the identity into.
+    #[arg(
+        long,
+        default_value = "/var/lib/weft/agent",
+        env = "WEFT_AGENT_STATE_DIR"
+    )]
+    pub state_dir: PathBuf,
+}
+
+/// Runs `weft host enroll`.
+pub async fn run_enroll(args: EnrollArgs) -> Result<()> {
+    let id = crate::enroll(&args.controller, &args.token, &args.name, &args.state_dir).await?;
+    println!(
+        "enrolled as {} ; identity written to {}",
+        id.host,
+        args.state_dir.display()
+    );
+    Ok(())
+}
+
+/// Runs `weft agent` until Ctrl-C, with the in-memory backend (until the forwarder's
+/// backend is wired here).
+pub async fn run_agent(args: AgentArgs) -> Result<()> {
+    let identity = Identity::load(&args.state_dir)?;
+    let store = RedbViewStore::open(&args.state_dir.join("view.redb"))?;
+    let mut opts = AgentOptions::new(args.controllers);
+    opts.jitter_seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let agent = crate::start(
+        identity,
+        opts,
+        Box::new(store),
+        Box::new(MemoryBackend::new()),
+    )
+    .await?;
+    tokio::signal::ctrl_c().await?;
+    info!("stopping");
+    agent.shutdown().await;
+    Ok(())
+}
