@@ -19,7 +19,7 @@
 //! module never writes intent: routes learned from peers live in the
 //! compiler, not in the store.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
@@ -356,28 +356,6 @@ pub struct Exports {
     pub problems: Vec<String>,
 }
 
-/// Every address held in a VRF: routed ports' addresses and the addresses
-/// of ports in its attached subnets (the compiler's notion).
-fn vrf_ips(intent: &Intent, v: &L3vpn) -> BTreeSet<IpAddr> {
-    let mut ips = BTreeSet::new();
-    for sp in intent.service_ports_of_service(v.id.as_str()) {
-        ips.extend(sp.fixed_ips.iter().map(|f| f.ip));
-    }
-    for sid in &v.subnets {
-        if let Some((net, _)) = intent.subnet(sid.as_str()) {
-            for sp in intent.service_ports_of_service(net.id.as_str()) {
-                ips.extend(
-                    sp.fixed_ips
-                        .iter()
-                        .filter(|f| f.subnet.as_ref() == Some(sid))
-                        .map(|f| f.ip),
-                );
-            }
-        }
-    }
-    ips
-}
-
 /// A port holding an address of a VRF.
 struct Holder<'a> {
     sp: &'a ServicePort,
@@ -386,12 +364,18 @@ struct Holder<'a> {
     label: String,
 }
 
-/// The ports holding `ip` in `v`, as the compiler's router finds them.
-fn holders<'a>(intent: &'a Intent, v: &L3vpn, ip: IpAddr) -> Vec<Holder<'a>> {
-    let mut out = Vec::new();
-    let mut push = |sp: &'a ServicePort| {
+/// Every address held in a VRF (routed ports' addresses and the addresses
+/// of ports in its attached subnets, the compiler's notion) with the ports
+/// holding it, in one pass over the VRF's ports.
+fn vrf_holders<'a>(intent: &'a Intent, v: &L3vpn) -> BTreeMap<IpAddr, Vec<Holder<'a>>> {
+    let mut out: BTreeMap<IpAddr, Vec<Holder<'a>>> = BTreeMap::new();
+    let mut push = |sp: &'a ServicePort, ip: IpAddr| {
         if let Some(p) = intent.port_of_interface(sp.interface.as_str()) {
-            out.push(Holder {
+            let hs = out.entry(ip).or_default();
+            if hs.iter().any(|h| h.sp.id == sp.id) {
+                return;
+            }
+            hs.push(Holder {
                 sp,
                 host: p.host.as_deref(),
                 live: p.admin_up && p.status == PortStatus::Up,
@@ -404,28 +388,26 @@ fn holders<'a>(intent: &'a Intent, v: &L3vpn, ip: IpAddr) -> Vec<Holder<'a>> {
         }
     };
     for sp in intent.service_ports_of_service(v.id.as_str()) {
-        if sp.fixed_ips.iter().any(|f| f.ip == ip) {
-            push(sp);
+        for f in &sp.fixed_ips {
+            push(sp, f.ip);
         }
     }
     for sid in &v.subnets {
-        let Some((net, subnet)) = intent.subnet(sid.as_str()) else {
-            continue;
-        };
-        if !subnet.cidr.contains(&ip) {
-            continue;
-        }
-        for sp in intent.service_ports_of_service(net.id.as_str()) {
-            if sp
-                .fixed_ips
-                .iter()
-                .any(|f| f.ip == ip && f.subnet.as_ref() == Some(sid))
-            {
-                push(sp);
+        if let Some((net, _)) = intent.subnet(sid.as_str()) {
+            for sp in intent.service_ports_of_service(net.id.as_str()) {
+                for f in sp
+                    .fixed_ips
+                    .iter()
+                    .filter(|f| f.subnet.as_ref() == Some(sid))
+                {
+                    push(sp, f.ip);
+                }
             }
         }
     }
-    out.sort_by(|a, b| a.sp.id.cmp(&b.sp.id));
+    for hs in out.values_mut() {
+        hs.sort_by(|a, b| a.sp.id.cmp(&b.sp.id));
+    }
     out
 }
 
@@ -623,19 +605,19 @@ pub fn compute_exports(intent: &Intent, tunnels: &BTreeMap<String, IpAddr>) -> E
             rts,
             rmac: weft_compiler::names::router_mac(&v.id).0,
         };
-        for ip in vrf_ips(intent, v) {
-            let hs = holders(intent, v, ip);
-            let live = chosen(v, &hs);
+        let held = vrf_holders(intent, v);
+        for (ip, hs) in &held {
+            let live = chosen(v, hs);
             let what = format!("address {ip} of {}", x.label);
             let hops = next_hops(&live, tunnels, &what, &mut out.problems);
-            x.emit(IpNet::from(ip), hops, "host route", &mut keys, &mut out);
+            x.emit(IpNet::from(*ip), hops, "host route", &mut keys, &mut out);
         }
         for r in &v.static_routes {
             let best = r.nexthops.iter().map(|n| n.local_pref).max().unwrap_or(0);
             let mut hops: BTreeMap<IpAddr, Vec<String>> = BTreeMap::new();
             for nh in r.nexthops.iter().filter(|n| n.local_pref == best) {
-                let hs = holders(intent, v, nh.ip);
-                let live = chosen(v, &hs);
+                let hs = held.get(&nh.ip).map_or(&[][..], Vec::as_slice);
+                let live = chosen(v, hs);
                 let what = format!(
                     "next hop {} of static route {} in {}",
                     nh.ip, r.prefix, x.label
@@ -866,9 +848,13 @@ impl BgpService {
                     svc.shared.lock().expect("bgp lock").revision = kv.mod_revision;
                     if let Err(e) = svc.apply(Some(cfg.clone())).await {
                         warn!(error = %e, "the stored BGP configuration could not be applied");
-                        let mut s = svc.shared.lock().expect("bgp lock");
-                        s.config = Some(cfg);
-                        s.error = Some(e.to_string());
+                        {
+                            let mut s = svc.shared.lock().expect("bgp lock");
+                            s.config = Some(cfg);
+                            s.error = Some(e.to_string());
+                        }
+                        // Wake the sync task: the exports are shown all the same.
+                        svc.speaker_tx.send_modify(|_| ());
                     }
                 }
                 Err(e) => {
@@ -1155,9 +1141,15 @@ async fn sync(
                 imports_dirty = true;
             }
         }
-        // Exports depend on the intent and the tunnel directory only.
+        // Exports depend on the intent and the tunnel directory only, and
+        // are not computed while BGP is off.
         let from = (svc.intent.revision(), *tunnels.borrow_and_update());
-        let exports = if computed_from != Some(from) {
+        let exports = if svc.config().is_none() {
+            computed_from = None;
+            let e = Arc::new(Exports::default());
+            svc.shared.lock().expect("bgp lock").exports = e.clone();
+            e
+        } else if computed_from != Some(from) {
             let dir = compile.tunnels.snapshot();
             let e = Arc::new(svc.intent.read(|i| compute_exports(i, &dir)));
             computed_from = Some(from);
@@ -1327,6 +1319,273 @@ mod tests {
                 other => panic!("{field}: expected an error, got {other:?}"),
             }
         }
+    }
+
+    /// A small intent built through the model, as the writer would.
+    struct World {
+        intent: Intent,
+        ids: weft_model::CountingIds,
+        project: Id,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let mut w = World {
+                intent: Intent::new(),
+                ids: weft_model::CountingIds::default(),
+                project: Id::default(),
+            };
+            w.project = w.create(weft_model::Kind::Project, serde_json::json!({"name": "p"}));
+            w
+        }
+
+        fn create(&mut self, kind: weft_model::Kind, body: serde_json::Value) -> Id {
+            let spec = weft_model::Spec::parse(kind, body.to_string().as_bytes()).unwrap();
+            let project = (kind != weft_model::Kind::Project).then(|| self.project.clone());
+            self.intent
+                .apply(weft_model::Command::Create { project, spec }, &mut self.ids)
+                .unwrap_or_else(|e| panic!("{kind} {body}: {e:?}"))
+                .object
+                .unwrap()
+                .id()
+                .clone()
+        }
+
+        /// A port routed into `vrf` holding `ip`, up unless told otherwise.
+        fn routed(&mut self, host: &str, vrf: &Id, ip: &str, preference: u32, up: bool) -> Id {
+            use weft_model::Kind;
+            let port = self.create(Kind::InstancePort, serde_json::json!({"host": host}));
+            let iface = self.create(Kind::Interface, serde_json::json!({"parent": port}));
+            self.create(
+                Kind::ServicePort,
+                serde_json::json!({"interface": iface, "service": vrf,
+                    "fixed_ips": [{"ip": ip}], "preference": preference}),
+            );
+            if up {
+                self.set_up(&port, true);
+            }
+            port
+        }
+
+        fn set_up(&mut self, port: &Id, up: bool) {
+            let status = if up { PortStatus::Up } else { PortStatus::Down };
+            self.intent
+                .apply(
+                    weft_model::Command::SetPortStatus {
+                        id: port.clone(),
+                        status,
+                    },
+                    &mut self.ids,
+                )
+                .unwrap();
+        }
+    }
+
+    fn tunnels() -> BTreeMap<String, IpAddr> {
+        [
+            ("a".to_string(), "192.0.2.1".parse().unwrap()),
+            ("b".to_string(), "192.0.2.2".parse().unwrap()),
+        ]
+        .into()
+    }
+
+    /// (rd, prefix, next hop, kind) of every exported route.
+    fn summary(e: &Exports) -> Vec<(String, String, String, &'static str)> {
+        e.routes
+            .iter()
+            .map(|r| {
+                (
+                    r.route.rd.to_string(),
+                    r.route.prefix.to_string(),
+                    r.route.next_hop.to_string(),
+                    match r.route.kind {
+                        RouteKind::Vpn => "vpnv4",
+                        RouteKind::EvpnPrefix { .. } => "evpn-5",
+                        RouteKind::EvpnMacIp { .. } => "evpn-2",
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn row(
+        rd: &str,
+        prefix: &str,
+        nh: &str,
+        kind: &'static str,
+    ) -> (String, String, String, &'static str) {
+        (rd.into(), prefix.into(), nh.into(), kind)
+    }
+
+    #[test]
+    fn anycast_load_split_advertises_one_path_per_host_and_fail_over_only_the_best() {
+        let mut w = World::new();
+        let vrf = w.create(
+            weft_model::Kind::L3vpn,
+            serde_json::json!({"route_distinguisher": "64512:9", "route_targets": ["64512:9"], "vni": 4009}),
+        );
+        w.routed("a", &vrf, "10.9.0.1", 100, true);
+        let b1 = w.routed("b", &vrf, "10.9.0.1", 200, true);
+        // Two holders on one host make one path.
+        w.routed("b", &vrf, "10.9.0.1", 100, true);
+        let e = compute_exports(&w.intent, &tunnels());
+        assert_eq!(
+            summary(&e),
+            vec![
+                row("64512:9", "10.9.0.1/32", "192.0.2.1", "vpnv4"),
+                row("192.0.2.2:9", "10.9.0.1/32", "192.0.2.2", "vpnv4"),
+            ],
+            "{e:?}"
+        );
+        let r = &e.routes[0].route;
+        assert_eq!(r.label_or_vni, 4009);
+        assert_eq!(r.route_targets, vec!["64512:9".parse().unwrap()]);
+        assert_eq!(r.encap, Some(Encapsulation::Vxlan));
+        assert_eq!(r.router_mac, Some(weft_compiler::names::router_mac(&vrf).0));
+        assert!(e.problems.is_empty(), "{:?}", e.problems);
+
+        // Fail-over: only the preferred holder (on b) is advertised, under the VRF's RD.
+        let patch = serde_json::json!({"anycast_mode": "fail-over"});
+        w.intent
+            .apply(
+                weft_model::Command::Update {
+                    kind: weft_model::Kind::L3vpn,
+                    id: vrf.clone(),
+                    patch,
+                    if_match: None,
+                },
+                &mut w.ids,
+            )
+            .unwrap();
+        let e = compute_exports(&w.intent, &tunnels());
+        assert_eq!(
+            summary(&e),
+            vec![row("64512:9", "10.9.0.1/32", "192.0.2.2", "vpnv4")]
+        );
+        // The preferred one goes down: the next preference takes over.
+        w.set_up(&b1, false);
+        let e = compute_exports(&w.intent, &tunnels());
+        assert_eq!(
+            summary(&e),
+            vec![
+                row("64512:9", "10.9.0.1/32", "192.0.2.1", "vpnv4"),
+                row("192.0.2.2:9", "10.9.0.1/32", "192.0.2.2", "vpnv4"),
+            ]
+        );
+    }
+
+    #[test]
+    fn static_routes_ipv6_down_ports_and_missing_tunnels() {
+        let mut w = World::new();
+        let vrf = w.create(
+            weft_model::Kind::L3vpn,
+            serde_json::json!({"route_distinguisher": "64512:3", "export_targets": ["64512:3", "64512:100"],
+                "import_targets": ["64512:3"], "vni": 4003,
+                "static_routes": [{"prefix": "0.0.0.0/0", "nexthops": [{"ip": "10.3.0.5"}, {"ip": "10.3.0.6", "local_pref": 50}]}]}),
+        );
+        w.routed("b", &vrf, "10.3.0.5", 100, true);
+        w.routed("a", &vrf, "10.3.0.6", 100, true);
+        w.routed("a", &vrf, "2001:db8::5", 100, true);
+        let down = w.routed("a", &vrf, "10.3.0.7", 100, false);
+        w.routed("c", &vrf, "10.3.0.8", 100, true);
+        // A VRF without export targets advertises nothing.
+        let quiet = w.create(
+            weft_model::Kind::L3vpn,
+            serde_json::json!({"route_distinguisher": "64512:4", "import_targets": ["64512:4"]}),
+        );
+        w.routed("a", &quiet, "10.4.0.1", 100, true);
+        let e = compute_exports(&w.intent, &tunnels());
+        let mut got = summary(&e);
+        got.sort();
+        assert_eq!(
+            got,
+            vec![
+                row("64512:3", "0.0.0.0/0", "192.0.2.2", "vpnv4"),
+                row("64512:3", "10.3.0.5/32", "192.0.2.2", "vpnv4"),
+                row("64512:3", "10.3.0.6/32", "192.0.2.1", "vpnv4"),
+                row("64512:3", "2001:db8::5/128", "192.0.2.1", "evpn-5"),
+            ]
+        );
+        let st = e
+            .routes
+            .iter()
+            .find(|r| r.route.prefix.prefix_len() == 0)
+            .unwrap();
+        assert!(
+            st.source.contains("static route") && st.source.contains("10.3.0.5 via"),
+            "{}",
+            st.source
+        );
+        assert_eq!(st.route.route_targets.len(), 2);
+        let problems = e.problems.join("\n");
+        assert!(
+            problems.contains("host c") && problems.contains("10.3.0.8"),
+            "{problems}"
+        );
+        assert!(
+            !problems.contains("10.3.0.7"),
+            "a port that is down is no problem: {problems}"
+        );
+        // Up again: advertised.
+        w.set_up(&down, true);
+        let e = compute_exports(&w.intent, &tunnels());
+        assert!(summary(&e).contains(&row("64512:3", "10.3.0.7/32", "192.0.2.1", "vpnv4")));
+    }
+
+    #[test]
+    fn a_vni_beyond_twenty_bits_is_reported_not_sent() {
+        let mut w = World::new();
+        let vrf = w.create(
+            weft_model::Kind::L3vpn,
+            serde_json::json!({"route_distinguisher": "64512:5", "route_targets": ["64512:5"], "vni": 2_000_000}),
+        );
+        w.routed("a", &vrf, "10.5.0.1", 100, true);
+        let e = compute_exports(&w.intent, &tunnels());
+        assert!(e.routes.is_empty());
+        assert!(e.problems[0].contains("20-bit"), "{:?}", e.problems);
+    }
+
+    #[test]
+    fn imports_skip_loops_and_reflections_and_name_their_source() {
+        let route = |prefix: &str, as_path: Vec<u32>| {
+            let mut r = VpnRoute::vpnv4(
+                "65001:7".parse().unwrap(),
+                prefix.parse().unwrap(),
+                200,
+                "198.51.100.2".parse().unwrap(),
+                vec!["64512:1".parse().unwrap()],
+            );
+            r.router_mac = Some([2, 0, 0, 0, 0, 1]);
+            Arc::new(ImportedRoute {
+                route: r,
+                peer: "198.51.100.2".parse().unwrap(),
+                peer_as: 65001,
+                peer_router_id: "198.51.100.2".parse().unwrap(),
+                as_path,
+                stale: false,
+            })
+        };
+        let ours = route("10.1.1.5/32", vec![65001]);
+        let imports = vec![
+            route("203.0.113.0/24", vec![65001]),
+            route("10.1.1.6/32", vec![65001, 64512]),
+            ours.clone(),
+        ];
+        let exported: HashSet<RouteKey> = [ours.key()].into();
+        let (routes, views) = external_routes(&imports, 64512, &exported);
+        assert_eq!(routes.len(), 1);
+        let r = &routes[0];
+        assert_eq!(r.prefix.to_string(), "203.0.113.0/24");
+        assert_eq!(r.vni, 200);
+        assert_eq!(r.local_pref, 100);
+        assert_eq!(
+            r.router_mac,
+            Some(weft_pipeline::MacAddr([2, 0, 0, 0, 0, 1]))
+        );
+        assert_eq!(r.route_targets, vec!["64512:1".parse().unwrap()]);
+        assert_eq!(r.source, "peer 198.51.100.2 AS 65001 RD 65001:7");
+        assert!(views[1].ignored.as_deref().unwrap().contains("loop"));
+        assert!(views[2].ignored.as_deref().unwrap().contains("reflected"));
     }
 
     #[test]
