@@ -185,6 +185,31 @@ pub(crate) fn vrf(intent: &Intent, v: &L3vpn) -> Fragment {
             format!("no routed port of {label} has this MAC here"),
         )),
     );
+    let mtu = weft_model::DEFAULT_MTU;
+    for v6 in [false, true] {
+        let m = if v6 {
+            Match::new().ip6()
+        } else {
+            Match::new().ip4()
+        };
+        f.flow(
+            &dp,
+            t::MTU,
+            Scope::All,
+            Flow::new(
+                10,
+                m.l3_len_gt(mtu),
+                vec![Action::IcmpError {
+                    error: IcmpErrorKind::PacketTooBig { mtu },
+                    src: router_ip(intent, v, v6),
+                }],
+            )
+            .origin(o(
+                "mtu",
+                format!("routed packets larger than the default MTU {mtu} in {label}"),
+            )),
+        );
+    }
     for table in [t::ARP, t::IP_INPUT, t::MTU] {
         f.flow(
             &dp,
@@ -538,26 +563,39 @@ pub(crate) fn vrf_ip(intent: &Intent, v: &L3vpn, ip: IpAddr) -> Option<Fragment>
             Scope::All,
             Flow::new(prio, Match::new().ip_dst(host), actions.clone()).origin(o.clone()),
         );
-        // Too big for the destination's MTU: tell the sender (path MTU discovery).
-        let m = Match::new().ip_dst(host).l3_len_gt(mtu);
-        f.flow(
-            d,
-            t::MTU,
-            Scope::All,
-            Flow::new(
-                100,
-                m,
-                vec![Action::IcmpError {
-                    error: IcmpErrorKind::PacketTooBig { mtu },
-                    src: router_ip(intent, v, ip.is_ipv6()),
-                }],
-            )
-            .origin(Origin::new(
-                "mtu",
-                o.id.clone(),
-                format!("{ip} is behind an MTU of {mtu}"),
-            )),
-        );
+        // Too big for the destination's MTU: tell the sender (path MTU
+        // discovery). The VRF answers for the default MTU; only ports with
+        // another MTU need flows of their own.
+        if mtu != weft_model::DEFAULT_MTU {
+            f.flow(
+                d,
+                t::MTU,
+                Scope::All,
+                Flow::new(
+                    100,
+                    Match::new().ip_dst(host).l3_len_gt(mtu),
+                    vec![Action::IcmpError {
+                        error: IcmpErrorKind::PacketTooBig { mtu },
+                        src: router_ip(intent, v, ip.is_ipv6()),
+                    }],
+                )
+                .origin(Origin::new(
+                    "mtu",
+                    o.id.clone(),
+                    format!("{ip} is behind an MTU of {mtu}"),
+                )),
+            );
+            f.flow(
+                d,
+                t::MTU,
+                Scope::All,
+                Flow::new(90, Match::new().ip_dst(host), vec![Action::Next]).origin(Origin::new(
+                    "mtu",
+                    o.id.clone(),
+                    format!("{ip} is behind an MTU of {mtu}"),
+                )),
+            );
+        }
     }
     // Spokes reach hubs directly.
     let hub_holders: Vec<&Holder> = chosen
