@@ -118,6 +118,11 @@ impl Env {
             .unwrap();
     }
 
+    /// Runs a client call on the controller's runtime; it must succeed.
+    fn run<T>(&self, f: impl std::future::Future<Output = Result<T, ClientError>>) -> T {
+        self.rt.block_on(f).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     fn trace(&self, from: &str, expr: &str) -> Value {
         self.ok(
             Method::POST,
@@ -408,35 +413,19 @@ fn frr_holds_every_vm_host_route_and_loses_it_when_the_port_goes() {
     want.retain(|w| w.port != "g3");
     wait_frr_holds(&frr, &lab, &want, 20);
 
-    // G6 deleted: its binding first, then the port.
-    let sps = env
-        .rt
-        .block_on(env.admin.list(Kind::ServicePort, &[]))
-        .unwrap();
-    for sp in sps {
-        let iface = env
-            .rt
-            .block_on(
-                env.admin
-                    .get(Kind::Interface, sp["interface"].as_str().unwrap()),
-            )
-            .unwrap();
-        if iface["port"].as_str() == Some(topo.ports["g6"].as_str())
-            || iface["parent"].as_str() == Some(topo.ports["g6"].as_str())
-        {
-            env.rt
-                .block_on(
-                    env.admin
-                        .delete(Kind::ServicePort, sp["id"].as_str().unwrap()),
-                )
-                .unwrap();
-        }
-    }
-    let _ = env.call(
-        Method::DELETE,
-        &format!("/v1/instance-ports/{}", topo.ports["g6"]),
-        None,
+    // G6 deleted: its binding, its interface, then the port.
+    let g6 = topo.ports["g6"].as_str();
+    let ifaces = env.run(env.admin.list(Kind::Interface, &[("parent", g6)]));
+    assert_eq!(ifaces.len(), 1, "{ifaces:?}");
+    let iface = ifaces[0]["id"].as_str().unwrap();
+    let sps = env.run(env.admin.list(Kind::ServicePort, &[("interface", iface)]));
+    assert_eq!(sps.len(), 1, "{sps:?}");
+    env.run(
+        env.admin
+            .delete(Kind::ServicePort, sps[0]["id"].as_str().unwrap()),
     );
+    env.run(env.admin.delete(Kind::Interface, iface));
+    env.run(env.admin.delete(Kind::InstancePort, g6));
     want.retain(|w| w.port != "g6");
     wait_frr_holds(&frr, &lab, &want, 20);
 
