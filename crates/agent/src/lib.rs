@@ -41,10 +41,13 @@ impl Backend for NullBackend {
     }
 }
 
+/// A whole view as a backend receives it.
+pub type View = BTreeMap<String, Vec<u8>>;
+
 /// An in-memory backend that records every view it is handed, until the forwarder lands.
 #[derive(Clone)]
 pub struct MemoryBackend {
-    views: Arc<Mutex<Vec<BTreeMap<String, Vec<u8>>>>>,
+    views: Arc<Mutex<Vec<View>>>,
     applied: watch::Sender<usize>,
 }
 

@@ -73,6 +73,8 @@ pub struct AgentStatus {
     pub revision: u64,
     /// Records in the view.
     pub records: usize,
+    /// How the last session synced: `snapshot`, `resume` or `reconcile`.
+    pub sync_mode: Option<&'static str>,
     /// Sessions that reached sync since start.
     pub sessions: u64,
     /// Connection attempts since start.
@@ -462,7 +464,14 @@ async fn session(
                         }
                         AgentAction::Synced => {
                             *synced = true;
+                            let mode = sess.sync_mode().map(|m| match m {
+                                pb::SyncMode::Snapshot => "snapshot",
+                                pb::SyncMode::Resume => "resume",
+                                pb::SyncMode::Reconcile => "reconcile",
+                                pb::SyncMode::Unspecified => "unspecified",
+                            });
                             status.send_modify(|s| {
+                                s.sync_mode = mode;
                                 s.synced = true;
                                 s.sessions += 1;
                                 s.last_error = None;

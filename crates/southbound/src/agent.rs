@@ -66,6 +66,7 @@ pub struct AgentSession {
     agent_version: String,
     reconcile: protocol::Config,
     phase: Phase,
+    mode: Option<pb::SyncMode>,
     host: Option<String>,
     pending: Option<PendingUpdate>,
     /// Ids of the local records while reconciling, with their keys.
@@ -89,6 +90,7 @@ impl AgentSession {
             agent_version: agent_version.into(),
             reconcile: protocol::Config::default(),
             phase: Phase::AwaitWelcome,
+            mode: None,
             host: None,
             pending: None,
             ids: None,
@@ -100,6 +102,11 @@ impl AgentSession {
     /// The host name the controller read from the certificate, once welcomed.
     pub fn host(&self) -> Option<&str> {
         self.host.as_deref()
+    }
+
+    /// How the controller chose to bring the view up to date in this session.
+    pub fn sync_mode(&self) -> Option<pb::SyncMode> {
+        self.mode
     }
 
     /// True once the view is current and deltas flow.
@@ -154,6 +161,7 @@ impl AgentSession {
                     return Err(AgentError::Protocol("Welcome sent twice".into()));
                 }
                 self.host = Some(w.host);
+                self.mode = pb::SyncMode::try_from(w.mode).ok();
                 self.phase = Phase::Syncing;
                 if w.mode == pb::SyncMode::Resume as i32 {
                     self.synced(&mut out);

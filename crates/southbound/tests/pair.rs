@@ -187,7 +187,7 @@ fn reconcile_when_history_is_gone_moves_only_the_difference() {
         let mut rng = SplitMix64::new(records as u64 * 31 + changes as u64);
         for _ in 0..changes {
             let i = rng.next() as usize % (records * 2);
-            if rng.next() % 4 == 0 {
+            if rng.next().is_multiple_of(4) {
                 src.delete("h1", &format!("rec/{i:06}"));
             } else {
                 src.put("h1", &format!("rec/{i:06}"), vec![rng.next() as u8; 100]);
@@ -284,7 +284,7 @@ fn random_schedules_always_converge() {
             match rng.next() % 10 {
                 0 => {
                     // Disconnect; maybe the controller restarts and loses its history.
-                    if rng.next() % 2 == 0 {
+                    if rng.next().is_multiple_of(2) {
                         src.forget_history();
                     }
                     link = Link::open("h1", &view, now);
@@ -310,7 +310,7 @@ fn random_schedules_always_converge() {
                     }]);
                 }
             }
-            if rng.next() % 3 != 0 {
+            if !rng.next().is_multiple_of(3) {
                 link.pump(&src, &mut view, now, |_| {});
             }
         }

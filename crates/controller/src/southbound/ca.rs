@@ -314,7 +314,7 @@ mod tests {
         assert_eq!(id.name, "h1");
         assert_eq!(id.serial, issued.serial);
         assert_eq!(issued.serial.len(), 32);
-        use x509_parser::prelude::*;
+        use x509_parser::prelude::{FromDer, X509Certificate};
         let (_, cert) = X509Certificate::from_der(&issued.der).unwrap();
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);

@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -100,6 +101,10 @@ pub struct HostInfo {
     pub applied_revision: u64,
     /// Reads and writes of this host refused since this replica started.
     pub refusals: u64,
+    /// TLS bytes received from the host by this replica.
+    pub bytes_received: u64,
+    /// TLS bytes sent to the host by this replica.
+    pub bytes_sent: u64,
     /// Learned bindings the host holds.
     pub learned_bindings: usize,
     /// Last liveness report.
@@ -139,8 +144,18 @@ impl From<StoreError> for EnrollError {
     }
 }
 
+/// Bytes moved on a host's TLS connections after the handshake (TLS records).
+#[derive(Debug, Default)]
+pub struct ByteCounters {
+    /// Bytes received from the host.
+    pub received: AtomicU64,
+    /// Bytes sent to the host.
+    pub sent: AtomicU64,
+}
+
 #[derive(Default)]
 struct Runtime {
+    bytes: Arc<ByteCounters>,
     sessions: usize,
     remote: Option<SocketAddr>,
     last_seen: Option<u64>,
@@ -326,7 +341,8 @@ impl Registry {
         }
     }
 
-    /// Whether a certificate `(name, serial)` may connect now.
+    /// Whether a certificate `(name, serial)` may connect now. Checked in the handshake and
+    /// again once the connection is registered (TLS 1.3 resumption skips the verifier).
     pub fn check_cert(&self, name: &str, serial: &str) -> Result<(), String> {
         let inner = self.inner.lock().expect("registry lock");
         match inner.hosts.get(name) {
@@ -338,18 +354,32 @@ impl Registry {
                 "certificate {serial} of host {name} was replaced by {}; enrol again",
                 r.serial
             )),
+            // Resumed TLS sessions skip the chain check, so expiry is checked here as well.
+            Some(r) if super::service::now_unix() >= r.not_after => Err(format!(
+                "the certificate of host {name} expired at {} (Unix time); enrol again",
+                r.not_after
+            )),
             Some(_) => Ok(()),
         }
     }
 
-    /// Registers a connection; returns its id and the signal that closes it.
+    /// Registers a connection; returns its id, the signal that closes it and the host's byte
+    /// counters.
     pub fn connection_opened(
         &self,
         host: Option<&str>,
         serial: Option<&str>,
-    ) -> (u64, watch::Receiver<bool>) {
+    ) -> (u64, watch::Receiver<bool>, Option<Arc<ByteCounters>>) {
         let (tx, rx) = watch::channel(false);
         let mut inner = self.inner.lock().expect("registry lock");
+        let bytes = host.map(|h| {
+            inner
+                .runtime
+                .entry(h.to_string())
+                .or_default()
+                .bytes
+                .clone()
+        });
         inner.next_conn += 1;
         let id = inner.next_conn;
         inner.conns.insert(
@@ -360,7 +390,7 @@ impl Registry {
                 close: tx,
             },
         );
-        (id, rx)
+        (id, rx, bytes)
     }
 
     /// Forgets a connection.
@@ -459,6 +489,8 @@ impl Registry {
                     revoked_at: r.revoked_at,
                     applied_revision: rt.map_or(0, |rt| rt.applied_revision),
                     refusals: rt.map_or(0, |rt| rt.refusals),
+                    bytes_received: rt.map_or(0, |rt| rt.bytes.received.load(Ordering::Relaxed)),
+                    bytes_sent: rt.map_or(0, |rt| rt.bytes.sent.load(Ordering::Relaxed)),
                     learned_bindings: bindings(&r.name),
                     liveness: rt
                         .map(|rt| {

@@ -31,7 +31,8 @@ use tracing::{debug, warn};
 
 use super::SouthboundError;
 use super::ca::cert_identity;
-use super::hosts::Registry;
+use super::hosts::{ByteCounters, Registry};
+use std::sync::atomic::Ordering;
 
 /// Checks client certificates: chain to the CA (webpki, clientAuth usage), then the host
 /// registry (enrolled, not revoked, the serial in force). Every refusal is logged with the
@@ -168,6 +169,7 @@ pub struct SbConn {
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     is_closed: bool,
     registry: Arc<Registry>,
+    bytes: Option<Arc<ByteCounters>>,
 }
 
 impl SbConn {
@@ -182,6 +184,14 @@ impl SbConn {
             ))
         } else {
             Ok(())
+        }
+    }
+}
+
+impl SbConn {
+    fn count_sent(&self, r: &Poll<io::Result<usize>>) {
+        if let (Some(b), Poll::Ready(Ok(n))) = (&self.bytes, r) {
+            b.sent.fetch_add(*n as u64, Ordering::Relaxed);
         }
     }
 }
@@ -206,7 +216,13 @@ impl AsyncRead for SbConn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         self.check_closed(cx)?;
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Some(b) = &self.bytes {
+            b.received
+                .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        }
+        r
     }
 }
 
@@ -217,7 +233,9 @@ impl AsyncWrite for SbConn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         self.check_closed(cx)?;
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.count_sent(&r);
+        r
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -238,7 +256,9 @@ impl AsyncWrite for SbConn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         self.check_closed(cx)?;
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.count_sent(&r);
+        r
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -320,7 +340,8 @@ pub async fn accept_loop(
                 }
                 None => (None, None),
             };
-            let (id, closed) = registry.connection_opened(host.as_deref(), serial.as_deref());
+            let (id, closed, bytes) =
+                registry.connection_opened(host.as_deref(), serial.as_deref());
             // A revocation between the handshake and the registration must not be missed.
             if let (Some(h), Some(s)) = (&host, &serial)
                 && let Err(reason) = registry.check_cert(h, s)
@@ -344,6 +365,7 @@ pub async fn accept_loop(
                 }),
                 is_closed: false,
                 registry,
+                bytes,
             };
             let _ = out.send(Ok(conn)).await;
         });
