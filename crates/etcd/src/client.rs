@@ -281,6 +281,10 @@ pub(crate) fn answer_error(what: &str, status: Status) -> StoreError {
     let message = status.message();
     match status.code() {
         Code::InvalidArgument => StoreError::Invalid(format!("etcd refused {what}: {message}")),
+        // etcd's only NotFound is an unknown lease.
+        Code::NotFound => StoreError::Invalid(format!(
+            "etcd refused {what}: {message} (the lease expired or was revoked: grant a new one)"
+        )),
         Code::ResourceExhausted => StoreError::Unavailable(format!(
             "etcd refused {what}: {message} (if the database is full, compact and defragment it, or raise --quota-backend-bytes)"
         )),

@@ -332,7 +332,7 @@ impl EtcdStore {
             .await?;
             loop {
                 tokio::select! {
-                    _ = lost.wait_for(|l| *l) => return Err(lease_lost(key, lease)),
+                    () = until_lost(&mut lost) => return Err(lease_lost(key, lease)),
                     item = changes.next() => match item {
                         Some(Ok(batch)) => {
                             if batch.events.iter().any(|e| matches!(e, Event::Delete { .. })) {
@@ -349,6 +349,12 @@ impl EtcdStore {
             }
         }
     }
+}
+
+/// Resolves when a "lost" flag turns true (or its sender is gone).
+async fn until_lost(lost: &mut watch::Receiver<bool>) {
+    // The guard `wait_for` returns is not `Send`: drop it here, not across an await.
+    let _ = lost.wait_for(|l| *l).await;
 }
 
 fn lease_lost(key: &str, lease: Lease) -> StoreError {
@@ -505,7 +511,7 @@ async fn monitor(
         .await;
         if let Ok(mut changes) = changes {
             tokio::select! {
-                _ = lease_lost.wait_for(|l| *l) => break 'watch,
+                () = until_lost(&mut lease_lost) => break 'watch,
                 item = changes.next() => {
                     // Nobody else may write the key while we hold it: any change
                     // means it is no longer ours.

@@ -52,5 +52,5 @@ pub(crate) mod pb {
 
 pub use endpoints::{EndpointError, parse_endpoint, parse_store_url};
 pub use lease::{LeaderGuard, Lease, LeaseKeeper};
-pub use store::{EtcdOptions, EtcdStore};
+pub use store::{EtcdOptions, EtcdStore, MemberStatus};
 pub use weft_store::StoreError;

@@ -15,6 +15,7 @@ use crate::client::{Conn, Retry, answer_error, request};
 use crate::endpoints::parse_endpoint;
 use crate::pb::etcdserverpb as pb;
 use crate::pb::etcdserverpb::kv_client::KvClient;
+use crate::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use crate::pb::mvccpb;
 use crate::watch;
 
@@ -47,6 +48,28 @@ impl Default for EtcdOptions {
             keep_alive_interval: Duration::from_secs(2),
             keep_alive_timeout: Duration::from_secs(3),
         }
+    }
+}
+
+/// What one etcd member says about itself, from [`EtcdStore::member_status`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberStatus {
+    /// The endpoint that answered.
+    pub endpoint: String,
+    /// The member's id.
+    pub member_id: u64,
+    /// The id of the member it takes for the leader (0: none).
+    pub leader_id: u64,
+    /// The raft term it is in.
+    pub raft_term: u64,
+    /// etcd's version.
+    pub version: String,
+}
+
+impl MemberStatus {
+    /// Whether the answering member is the raft leader.
+    pub fn is_leader(&self) -> bool {
+        self.leader_id != 0 && self.member_id == self.leader_id
     }
 }
 
@@ -103,6 +126,32 @@ impl EtcdStore {
     /// The endpoint the connection currently goes to, if one is up.
     pub async fn endpoint_in_use(&self) -> Option<String> {
         self.conn.in_use().await
+    }
+
+    /// What the member in use says about itself and the cluster (its id, the
+    /// leader's, the raft term, etcd's version): for failure tests and diagnostics.
+    pub async fn member_status(&self) -> Result<MemberStatus, StoreError> {
+        let resp = self
+            .conn
+            .unary(
+                "the status query",
+                Retry::Idempotent,
+                |channel| async move {
+                    MaintenanceClient::new(channel)
+                        .status(request(pb::StatusRequest {}))
+                        .await
+                },
+            )
+            .await?
+            .map_err(|status| answer_error("the status query", status))?;
+        let header = resp.header.unwrap_or_default();
+        Ok(MemberStatus {
+            endpoint: self.conn.in_use().await.unwrap_or_default(),
+            member_id: header.member_id,
+            leader_id: resp.leader,
+            raft_term: resp.raft_term,
+            version: resp.version,
+        })
     }
 
     pub(crate) async fn kv_range(

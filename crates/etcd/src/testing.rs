@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 const HEALTHY_WITHIN: Duration = Duration::from_secs(30);
 
 /// Why a test etcd could not be started or driven.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 pub enum TestEtcdError {
     /// The etcd binary is missing.
     #[error(
@@ -50,6 +50,13 @@ pub enum TestEtcdError {
         /// The end of that log.
         tail: String,
     },
+}
+
+// Tests `expect()` these, which prints `Debug`: make that the full message.
+impl std::fmt::Debug for TestEtcdError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> TestEtcdError {
