@@ -8,6 +8,7 @@
 //! repeating it could apply it twice.
 
 use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -60,6 +61,8 @@ pub(crate) struct Conn {
     endpoints: Vec<(String, Endpoint)>,
     pub(crate) options: EtcdOptions,
     state: Mutex<State>,
+    /// Connections made so far (the first one and every reconnection).
+    connects: AtomicU64,
 }
 
 /// How a failed call is classified.
@@ -82,7 +85,10 @@ impl Conn {
                 .tcp_nodelay(true)
                 .http2_keep_alive_interval(options.keep_alive_interval)
                 .keep_alive_timeout(options.keep_alive_timeout)
-                .keep_alive_while_idle(true);
+                // etcd closes connections that ping while no stream is open, or more
+                // often than its --grpc-keepalive-min-time (5 s by default), and a
+                // write in flight then has an unknown outcome.
+                .keep_alive_while_idle(false);
             endpoints.push((url, endpoint));
         }
         Ok(Self {
@@ -93,11 +99,16 @@ impl Conn {
                 current: None,
                 generation: 0,
             }),
+            connects: AtomicU64::new(0),
         })
     }
 
     pub(crate) fn urls(&self) -> impl Iterator<Item = &str> {
         self.endpoints.iter().map(|(url, _)| url.as_str())
+    }
+
+    pub(crate) fn connects(&self) -> u64 {
+        self.connects.load(Ordering::Relaxed)
     }
 
     pub(crate) fn url(&self, index: usize) -> &str {
@@ -127,6 +138,7 @@ impl Conn {
             let (url, endpoint) = &self.endpoints[index];
             match endpoint.connect().await {
                 Ok(channel) => {
+                    self.connects.fetch_add(1, Ordering::Relaxed);
                     state.generation += 1;
                     state.next = index;
                     let current = Current {

@@ -2,11 +2,10 @@
 //! the leases and the leader lock that controller replicas need to share one etcd.
 //!
 //! ```text
-//!  EtcdStore (cheap to clone)
-//!    ├─ Store: txn / get / range / revision / compact ──► KV service     ┐ one gRPC channel to
-//!    ├─ Store: watch ─► one task per stream ───────────► Watch service  ├ the endpoint in use;
-//!    └─ leases, campaign ─► keep-alive and guard tasks ► Lease service  ┘ on failure the next
-//!                                                                          endpoint is dialled
+//!  EtcdStore (cheap to clone; clones share one connection)
+//!    Store: txn, get, range, revision, compact ──► KV service        ┐ one gRPC channel to the
+//!    Store: watch ──► one pump task per stream ──► Watch service     │ endpoint in use; when it
+//!    leases, campaign ──► keeper and guard tasks ► Lease service     ┘ fails, the next is dialled
 //! ```
 //!
 //! The gRPC client is generated at build time from a trimmed copy of etcd's protos
@@ -21,9 +20,15 @@
 //! etcd's response header revision, `create_revision`/`mod_revision` are etcd's, compares
 //! on `mod_revision` 0 mean "absent" exactly as in etcd, no-op transactions take no
 //! revision, a watch from a compacted revision yields [`StoreError::Compacted`] as its
-//! first item. Writes are retried on another endpoint only when they provably never
-//! reached a server; otherwise the caller gets [`StoreError::Unavailable`] saying the
-//! outcome is unknown.
+//! first item. One shift: `compact(r)` compacts etcd at `r - 1`, because etcd drops the
+//! deletes made at its compaction revision itself, and the trait promises that a watch
+//! from `r` replays revision `r` whole (see `watch.rs`).
+//!
+//! Writes are retried on another endpoint only when they provably never reached a
+//! server; otherwise the caller gets [`StoreError::Unavailable`] saying the outcome is
+//! unknown. A watch whose connection breaks resumes on another endpoint from the first
+//! revision it has not delivered; after [`EtcdOptions::watch_retry_for`] without any
+//! endpoint it yields `Unavailable` and ends, and the caller watches again.
 //!
 //! This crate does not choose the store for `weft up` (see [`parse_store_url`] for the
 //! suggested syntax) and knows nothing of Weft's model.

@@ -32,7 +32,9 @@ pub struct EtcdOptions {
     /// How long a broken watch keeps trying to resume on any endpoint before its stream
     /// yields [`StoreError::Unavailable`] and ends.
     pub watch_retry_for: Duration,
-    /// HTTP/2 ping interval, to notice a dead connection while no request is running.
+    /// HTTP/2 ping interval while a stream (a watch) is open, to notice a dead
+    /// connection. It must stay above etcd's `--grpc-keepalive-min-time` (5 s by
+    /// default), or etcd closes the connection for pinging too often.
     pub keep_alive_interval: Duration,
     /// How long an HTTP/2 ping may go unanswered before the connection is dropped.
     pub keep_alive_timeout: Duration,
@@ -45,8 +47,8 @@ impl Default for EtcdOptions {
             request_timeout: Duration::from_secs(5),
             retry_for: Duration::from_secs(15),
             watch_retry_for: Duration::from_secs(30),
-            keep_alive_interval: Duration::from_secs(2),
-            keep_alive_timeout: Duration::from_secs(3),
+            keep_alive_interval: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -121,6 +123,12 @@ impl EtcdStore {
     /// The endpoints this store was given, normalized to `http://host:port`.
     pub fn endpoints(&self) -> Vec<String> {
         self.conn.urls().map(str::to_owned).collect()
+    }
+
+    /// How many connections this store has made to etcd members: 1 after
+    /// [`connect`](Self::connect), one more for every failover or reconnection.
+    pub fn connects(&self) -> u64 {
+        self.conn.connects()
     }
 
     /// The endpoint the connection currently goes to, if one is up.

@@ -128,6 +128,7 @@ async fn the_store_keeps_working_when_members_die_and_loses_no_acknowledged_writ
         );
         wait_acked(&log, before + 100, "after killing the member in use").await;
         assert_ne!(index_in_use(&cluster, &store).await, victim);
+        assert!(store.connects() >= 2, "the client moved to another member");
 
         // 2. Bring it back, then kill the raft leader.
         cluster

@@ -405,3 +405,24 @@ async fn a_leader_cut_off_from_etcd_learns_it_within_its_ttl() {
     assert!(took <= ttl + Duration::from_millis(200), "{took:?}");
     assert!(took >= ttl / 3, "{took:?}");
 }
+
+/// etcd closes a connection whose client pings more often than its
+/// `--grpc-keepalive-min-time` (5 s), which makes a write in flight at that moment
+/// end with an unknown outcome: with the default options, an idle connection with a
+/// watch open must stay the same connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_with_a_watch_open_is_not_closed_by_etcd() {
+    let etcd = start();
+    let store = connect(&etcd).await;
+    let mut stream = store.watch("idle/", 0).await.unwrap();
+    let connects = store.connects();
+    assert_eq!(connects, 1);
+    tokio::time::sleep(Duration::from_secs(25)).await;
+    let rev = commit(&store, Txn::new().put("idle/k", "v")).await;
+    assert_eq!(next(&mut stream).await.unwrap().revision, rev);
+    assert_eq!(
+        store.connects(),
+        connects,
+        "etcd closed the connection while idle"
+    );
+}
