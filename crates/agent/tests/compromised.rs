@@ -196,11 +196,12 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
     let mut t = Attempts(Vec::new());
 
     // Two honest hosts and the compromised one, each with its own view and ports.
-    for host in ["victim-1", "victim-2", "evil"] {
+    // The compromised host's view is large enough to be reconciled rather than resent.
+    for (host, n) in [("victim-1", 20), ("victim-2", 20), ("evil", 600)] {
         h.view.apply(vec![HostChange {
             host: host.into(),
-            upserts: (0..20)
-                .map(|i| Record::new(format!("{host}/secret/{i}"), vec![i as u8; 16]))
+            upserts: (0..n)
+                .map(|i| Record::new(format!("{host}/secret/{i}"), vec![i as u8; 32]))
                 .collect(),
             deletes: vec![],
         }]);

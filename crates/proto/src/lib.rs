@@ -8,6 +8,8 @@
 
 #![allow(missing_docs, clippy::all)]
 
+pub mod codec;
+
 /// Version 1 of the southbound protocol (`weft.southbound.v1`).
 pub mod v1 {
     tonic::include_proto!("weft.southbound.v1");

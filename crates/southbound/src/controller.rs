@@ -37,6 +37,9 @@ pub struct SessionConfig {
     pub reconcile_timeout: Duration,
     /// A host may ask for a full snapshot at most this often.
     pub snapshot_interval: Duration,
+    /// When the history is gone and the whole view is at most this many bytes, send it
+    /// rather than reconcile: an estimator alone costs a kilobyte or more.
+    pub snapshot_below_bytes: usize,
     /// The reconciliation exchange.
     pub reconcile: protocol::Config,
 }
@@ -48,6 +51,7 @@ impl Default for SessionConfig {
             hello_timeout: Duration::from_secs(10),
             reconcile_timeout: Duration::from_secs(30),
             snapshot_interval: Duration::from_secs(1),
+            snapshot_below_bytes: 16 * 1024,
             reconcile: protocol::Config::default(),
         }
     }
@@ -317,7 +321,28 @@ impl ControllerSession {
                     self.sent = revision;
                 }
             }
-            None => self.start_reconcile(now, out),
+            None => {
+                self.resync(view, now, out);
+            }
+        }
+    }
+
+    /// The agent's revision cannot be served from history: reconcile, or send a small view
+    /// whole. Returns the mode chosen.
+    fn resync(
+        &mut self,
+        view: &dyn ViewSource,
+        now: Instant,
+        out: &mut Vec<Action>,
+    ) -> pb::SyncMode {
+        let (revision, records) = view.snapshot(&self.host);
+        let bytes: usize = records.iter().map(Record::wire_len).sum();
+        if bytes <= self.cfg.snapshot_below_bytes {
+            self.send_snapshot(revision, records, now, out);
+            pb::SyncMode::Snapshot
+        } else {
+            self.start_reconcile(now, out);
+            pb::SyncMode::Reconcile
         }
     }
 
@@ -425,9 +450,10 @@ impl ControllerSession {
             host: self.host.clone(),
             refusal,
         })?;
-        let welcome = |mode: pb::SyncMode| {
+        let host = self.host.clone();
+        let welcome = move |mode: pb::SyncMode| {
             msg(pb::controller_message::Body::Welcome(pb::Welcome {
-                host: self.host.clone(),
+                host: host.clone(),
                 mode: mode as i32,
             }))
         };
@@ -446,8 +472,13 @@ impl ControllerSession {
                 self.catch_up(view, now, out);
             }
             None => {
-                out.push(welcome(pb::SyncMode::Reconcile));
-                self.start_reconcile(now, out);
+                let mut rest = Vec::new();
+                let mode = self.resync(view, now, &mut rest);
+                out.push(welcome(mode));
+                out.append(&mut rest);
+                if mode == pb::SyncMode::Snapshot {
+                    self.catch_up(view, now, out);
+                }
             }
         }
         Ok(())
@@ -693,5 +724,30 @@ mod tests {
         let out = s.handle_view_changed(&view, now);
         assert_eq!(updates(&out)[0].deletes, vec!["a".to_string()]);
         assert_eq!(s.sent_revision(), r5);
+    }
+
+    #[test]
+    fn small_views_are_sent_whole_when_history_is_gone() {
+        let view = MemoryViewSource::new(10, 8);
+        let r = view.put("h1", "a", vec![0; 100]);
+        view.forget_history();
+        let now = Instant::now();
+        let mut s = ControllerSession::new("h1", SessionConfig::default(), now);
+        let out = s.handle_message(hello(r - 1), &view, now).unwrap();
+        assert_eq!(updates(&out)[0].kind, pb::UpdateKind::Snapshot as i32);
+        assert!(s.is_live());
+        let cfg = SessionConfig {
+            snapshot_below_bytes: 0,
+            ..SessionConfig::default()
+        };
+        let mut s = ControllerSession::new("h1", cfg, now);
+        let out = s.handle_message(hello(r - 1), &view, now).unwrap();
+        assert!(updates(&out).is_empty());
+        assert!(matches!(
+            &out[1],
+            Action::Send(pb::ControllerMessage {
+                body: Some(pb::controller_message::Body::ReconcileNeeded(_))
+            })
+        ));
     }
 }

@@ -216,10 +216,10 @@ fn reconcile_when_history_is_gone_moves_only_the_difference() {
 fn reconcile_falls_back_to_a_snapshot_when_the_sets_differ_too_much() {
     let now = Instant::now();
     let src = MemoryViewSource::new(0, 4);
-    fill(&src, "h1", 200, 10);
+    fill(&src, "h1", 1000, 100);
     let mut view = LocalView::default();
     Link::open("h1", &view, now).pump(&src, &mut view, now, |_| {});
-    for i in 0..150 {
+    for i in 0..750 {
         src.delete("h1", &format!("rec/{i:06}"));
     }
     src.forget_history();
@@ -227,14 +227,14 @@ fn reconcile_falls_back_to_a_snapshot_when_the_sets_differ_too_much() {
     again.pump(&src, &mut view, now, |_| {});
     assert_eq!(again.modes, vec![pb::SyncMode::Reconcile as i32]);
     assert_converged(&src, "h1", &view);
-    assert_eq!(view.records.len(), 50);
+    assert_eq!(view.records.len(), 250);
 }
 
 #[test]
 fn changes_during_reconciliation_are_not_lost() {
     let now = Instant::now();
     let src = MemoryViewSource::new(0, 4);
-    fill(&src, "h1", 500, 20);
+    fill(&src, "h1", 500, 40);
     let mut view = LocalView::default();
     Link::open("h1", &view, now).pump(&src, &mut view, now, |_| {});
     src.put("h1", "rec/000001", b"changed".to_vec());

@@ -182,6 +182,7 @@ struct Inner {
 /// Hosts, tokens and live connections.
 pub struct Registry {
     store: Arc<dyn Store>,
+    wire: Arc<ByteCounters>,
     inner: Mutex<Inner>,
 }
 
@@ -208,6 +209,7 @@ impl Registry {
     pub async fn load(store: Arc<dyn Store>) -> Result<(Arc<Self>, u64), SouthboundError> {
         let reg = Arc::new(Registry {
             store,
+            wire: Arc::default(),
             inner: Mutex::new(Inner::default()),
         });
         let revision = reg.reload().await?;
@@ -339,6 +341,12 @@ impl Registry {
                 c.close.send_replace(true);
             }
         }
+    }
+
+    /// TCP bytes of every southbound connection of this replica, TLS handshakes and refused
+    /// connections included.
+    pub fn wire_bytes(&self) -> Arc<ByteCounters> {
+        self.wire.clone()
     }
 
     /// Whether a certificate `(name, serial)` may connect now. Checked in the handshake and

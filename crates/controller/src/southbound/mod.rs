@@ -200,6 +200,17 @@ impl HostAdmin {
         self.shared.ca.cert_pem().to_string()
     }
 
+    /// TCP bytes (received, sent) on the southbound port of this replica since it started,
+    /// TLS handshakes and refused connections included.
+    pub fn wire_bytes(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        let b = self.shared.registry.wire_bytes();
+        (
+            b.received.load(Ordering::Relaxed),
+            b.sent.load(Ordering::Relaxed),
+        )
+    }
+
     /// Open TLS connections on this replica.
     pub fn connection_count(&self) -> usize {
         self.shared.registry.connection_count()

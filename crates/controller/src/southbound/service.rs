@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, error, info, warn};
 use weft_proto as pb;
@@ -80,7 +79,7 @@ impl pb::southbound_server::Southbound for Service {
         }
     }
 
-    type SessionStream = ReceiverStream<Result<pb::ControllerMessage, Status>>;
+    type SessionStream = Outgoing;
 
     async fn session(
         &self,
@@ -118,18 +117,46 @@ impl pb::southbound_server::Southbound for Service {
             drive(shared.clone(), host.clone(), incoming, tx).await;
             shared.registry.session_ended(&host, now_unix()).await;
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Outgoing(rx)))
     }
 }
 
-type Tx = mpsc::Sender<Result<pb::ControllerMessage, Status>>;
+/// What the driver queues towards the agent. The error is boxed: the queue allocates its
+/// slots in blocks of 32 whatever its bound, and a bare `Status` would make each slot (and
+/// every idle host's queue) several times larger.
+pub enum Out {
+    /// A message.
+    Msg(pb::ControllerMessage),
+    /// The status that ends the session.
+    End(Box<Status>),
+}
+
+type Tx = mpsc::Sender<Out>;
+
+/// The response stream of a session.
+pub struct Outgoing(mpsc::Receiver<Out>);
+
+impl futures::Stream for Outgoing {
+    type Item = Result<pb::ControllerMessage, Status>;
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx).map(|o| {
+            o.map(|o| match o {
+                Out::Msg(m) => Ok(m),
+                Out::End(s) => Err(*s),
+            })
+        })
+    }
+}
 
 /// Carries out a session's actions; false when the agent is gone.
 async fn perform(shared: &Shared, host: &str, tx: &Tx, actions: Vec<Action>) -> bool {
     for action in actions {
         match action {
             Action::Send(m) => {
-                if tx.send(Ok(m)).await.is_err() {
+                if tx.send(Out::Msg(m)).await.is_err() {
                     return false;
                 }
             }
@@ -159,7 +186,7 @@ async fn perform(shared: &Shared, host: &str, tx: &Tx, actions: Vec<Action>) -> 
                 let m = pb::ControllerMessage {
                     body: Some(pb::controller_message::Body::Answer(answer)),
                 };
-                if tx.send(Ok(m)).await.is_err() {
+                if tx.send(Out::Msg(m)).await.is_err() {
                     return false;
                 }
             }
@@ -240,7 +267,7 @@ async fn drive(
     if let Some(e) = end {
         warn!(%host, error = %e, "closing host session");
         shared.registry.refused(&host);
-        let _ = tx.send(Err(end_status(&e))).await;
+        let _ = tx.send(Out::End(Box::new(end_status(&e)))).await;
     }
     info!(%host, applied = session.applied_revision(), "session closed");
 }

@@ -164,7 +164,7 @@ pub struct ConnInfo {
 
 /// A TLS connection that the controller can close at once (revocation, shutdown).
 pub struct SbConn {
-    inner: TlsStream<TcpStream>,
+    inner: TlsStream<Counting>,
     info: ConnInfo,
     closed: Pin<Box<dyn Future<Output = ()> + Send>>,
     is_closed: bool,
@@ -266,6 +266,49 @@ impl AsyncWrite for SbConn {
     }
 }
 
+/// A TCP stream that counts every byte into shared counters (handshakes included).
+pub struct Counting {
+    inner: TcpStream,
+    bytes: Arc<ByteCounters>,
+}
+
+impl AsyncRead for Counting {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        self.bytes
+            .received
+            .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl AsyncWrite for Counting {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.bytes.sent.fetch_add(*n as u64, Ordering::Relaxed);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// Limits of the accept loop.
 #[derive(Clone, Debug)]
 pub struct AcceptLimits {
@@ -313,6 +356,10 @@ pub async fn accept_loop(
         let out = out.clone();
         let timeout = limits.handshake_timeout;
         tokio::spawn(async move {
+            let tcp = Counting {
+                inner: tcp,
+                bytes: registry.wire_bytes(),
+            };
             let tls = match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {
