@@ -153,3 +153,169 @@ pub fn routes(admin: HostAdmin) -> ExtraRoutes {
             ),
         )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use serde_json::Value;
+    use weft_southbound::MemoryViewSource;
+    use weft_store::{EmbeddedStore, Store};
+
+    use super::*;
+    use crate::auth::Tokens;
+    use crate::southbound::{MemoryWriteSink, Southbound, SouthboundConfig};
+    use crate::{IntentService, Policy, api};
+
+    #[tokio::test]
+    async fn hosts_and_join_tokens_over_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> =
+            Arc::new(EmbeddedStore::open(&dir.path().join("s.redb")).unwrap());
+        let sb = Southbound::start(
+            SouthboundConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                ..SouthboundConfig::default()
+            },
+            store.clone(),
+            Arc::new(MemoryViewSource::new(1, 8)),
+            Arc::new(MemoryWriteSink::default()),
+        )
+        .await
+        .unwrap();
+        let intent = IntentService::start(store.clone()).await.unwrap();
+        let tokens = Tokens::new(store.clone());
+        let (_, admin) = tokens
+            .create(None, vec!["admin".into()], String::new())
+            .await
+            .unwrap();
+        let (_, member) = tokens
+            .create(None, vec!["member".into()], String::new())
+            .await
+            .unwrap();
+        let state = api::AppState {
+            intent: intent.clone(),
+            tokens,
+            policy: Arc::new(Policy::default_policy()),
+            openapi: Arc::new(Value::Null),
+            compile: crate::compile::CompileService::start(intent),
+        };
+        let app = api::router(state, routes(sb.admin()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let http = reqwest::Client::new();
+
+        let r = http.get(format!("{base}/v1/hosts")).send().await.unwrap();
+        assert_eq!(r.status(), 401);
+        let r = http
+            .get(format!("{base}/v1/hosts"))
+            .bearer_auth(&member)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+
+        let r = http
+            .post(format!("{base}/v1/join-tokens"))
+            .bearer_auth(&admin)
+            .json(&json!({"host": "h1", "ttl_seconds": 60}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: Value = r.json().await.unwrap();
+        let token: weft_southbound::JoinToken = body["token"].as_str().unwrap().parse().unwrap();
+        assert_eq!(body["join_token"]["host"], "h1");
+        let r = http
+            .post(format!("{base}/v1/join-tokens"))
+            .bearer_auth(&admin)
+            .json(&json!({"host": "Bad Name"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+
+        // Enrol h1 with that token, as the Enroll RPC would.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let csr = rcgen::CertificateParams::new(vec!["h1".to_string()])
+            .unwrap()
+            .serialize_request(&key)
+            .unwrap();
+        sb.admin()
+            .shared
+            .registry
+            .enroll(
+                &sb.admin().shared.ca,
+                &token.credential(),
+                "h1",
+                csr.der(),
+                Duration::from_secs(3600),
+                super::super::service::now_unix(),
+            )
+            .await
+            .unwrap();
+
+        let hosts: Value = http
+            .get(format!("{base}/v1/hosts"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(hosts["hosts"][0]["name"], "h1");
+        assert_eq!(hosts["hosts"][0]["state"], "disconnected");
+        let listed: Value = http
+            .get(format!("{base}/v1/join-tokens"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(listed["join_tokens"][0]["used_by"], "h1");
+        assert!(listed["join_tokens"][0].get("secret_sha256").is_none());
+
+        let r = http
+            .post(format!("{base}/v1/hosts/h1/revoke"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        assert_eq!(sb.admin().hosts()[0].state, "revoked");
+        let r = http
+            .delete(format!("{base}/v1/hosts/h1"))
+            .bearer_auth(&member)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403);
+        let r = http
+            .delete(format!("{base}/v1/hosts/h1"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        assert!(sb.admin().hosts().is_empty());
+        let r = http
+            .delete(format!("{base}/v1/hosts/h1"))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404);
+        let r = http
+            .delete(format!("{base}/v1/join-tokens/{}", token.id))
+            .bearer_auth(&admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204);
+        sb.shutdown().await;
+    }
+}
