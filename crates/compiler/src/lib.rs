@@ -127,7 +127,15 @@ pub enum Binding {
         /// VLAN tags, outermost first.
         vlans: Vec<u16>,
     },
-    /// A router leg.
+    /// On another host, reached through a tunnel to its address (resolved
+    /// in host views).
+    Remote {
+        /// The host.
+        host: String,
+        /// Its tunnel endpoint.
+        tunnel_ip: IpAddr,
+    },
+    /// A router leg, or a port whose host is unknown or unreachable.
     Internal,
 }
 

@@ -179,7 +179,7 @@ fn load(
     dir: &dyn HostDirectory,
     host: &str,
 ) -> Result<Loaded, TraceError> {
-    let prog = compiler.host_view(intent, host, dir).to_program(dir);
+    let prog = compiler.host_view(intent, host, dir).to_program();
     Loaded::load(&prog).map_err(|e| TraceError::Program {
         host: host.to_string(),
         message: e.to_string(),

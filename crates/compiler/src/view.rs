@@ -165,12 +165,14 @@ fn filter(
                     vif: vif.clone(),
                     vlans: vlans.clone(),
                 },
-                Some(h) if dir.tunnel_ip(h).is_some() => Binding::Vif {
-                    host: Some(h.to_string()),
-                    vif: vif.clone(),
-                    vlans: vlans.clone(),
+                Some(h) => match dir.tunnel_ip(h) {
+                    Some(tunnel_ip) => Binding::Remote {
+                        host: h.to_string(),
+                        tunnel_ip,
+                    },
+                    None => Binding::Internal,
                 },
-                _ => Binding::Internal,
+                None => Binding::Internal,
             };
         }
         out.ports.push(p);
@@ -240,7 +242,7 @@ impl Compiler {
 
 impl HostView {
     /// Assembles the host's program from its fragments.
-    pub fn to_program(&self, dir: &dyn HostDirectory) -> Program {
+    pub fn to_program(&self) -> Program {
         let mut prog = Program::new(self.host.clone());
         let mut dps: BTreeMap<String, Datapath> = BTreeMap::new();
         for f in self.fragments.values() {
@@ -275,12 +277,9 @@ impl HostView {
                         vif: vif.clone(),
                         vlans: vlans.clone(),
                     },
-                    Binding::Vif { host: Some(h), .. } => match dir.tunnel_ip(h) {
-                        Some(ip) => PortLocation::Remote {
-                            host: h.clone(),
-                            tunnel_ip: ip,
-                        },
-                        None => PortLocation::Internal,
+                    Binding::Remote { host, tunnel_ip } => PortLocation::Remote {
+                        host: host.clone(),
+                        tunnel_ip: *tunnel_ip,
                     },
                     _ => PortLocation::Internal,
                 };

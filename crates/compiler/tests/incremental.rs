@@ -306,7 +306,7 @@ fn run(seed: u64, steps: usize) -> Result<(), TestCaseError> {
     .map(|(h, ip)| (h.to_string(), ip.parse().unwrap()))
     .collect();
     for h in dir.keys() {
-        let prog = compiler.host_view(&intent, h, &dir).to_program(&dir);
+        let prog = compiler.host_view(&intent, h, &dir).to_program();
         if let Err(e) = Loaded::load(&prog) {
             return Err(TestCaseError::fail(format!(
                 "host {h} program does not load: {e}"

@@ -150,7 +150,7 @@ fn a_red_only_host_never_sees_blue() {
         );
     }
     assert!(mentions.contains(&format!("ls:{r1}")));
-    Loaded::load(&view_c.to_program(&d)).unwrap();
+    Loaded::load(&view_c.to_program()).unwrap();
 
     // host-a has Blue and Red ports: it sees both, but not Red's r2 (no neighbour there).
     let view_a = c.host_view(&w.intent, "host-a", &d);
@@ -174,7 +174,7 @@ fn a_red_only_host_never_sees_blue() {
         })
         .map(|sp| sp.id.to_string())
         .collect();
-    let prog_b = view_b.to_program(&d);
+    let prog_b = view_b.to_program();
     for dp in &prog_b.datapaths {
         for t in &dp.tables {
             for f in &t.flows {

@@ -71,6 +71,10 @@ impl IdSource for UuidIds {
 /// Handle to the intent: read snapshots, submit commands, follow changes.
 #[derive(Clone)]
 pub struct IntentService {
+    /// Held by the writer from commit to publish and by the store follower
+    /// while it applies a batch, so the follower never replays this
+    /// replica's own commits.
+    commit_lock: Arc<tokio::sync::Mutex<()>>,
     intent: Arc<RwLock<Intent>>,
     revision: Arc<std::sync::atomic::AtomicU64>,
     tx: mpsc::Sender<Request>,
@@ -91,13 +95,17 @@ impl IntentService {
         let revision = Arc::new(std::sync::atomic::AtomicU64::new(revision));
         let (tx, rx) = mpsc::channel(4096);
         let (changes, _) = broadcast::channel(1024);
+        let commit_lock = Arc::new(tokio::sync::Mutex::new(()));
         let svc = IntentService {
+            commit_lock: commit_lock.clone(),
             intent: intent.clone(),
             revision: revision.clone(),
             tx,
             changes: changes.clone(),
         };
+        tokio::spawn(follow(store.clone(), svc.clone(), svc.revision()));
         let writer = Writer {
+            commit_lock,
             store,
             intent,
             revision,
@@ -168,6 +176,7 @@ async fn load(store: &dyn Store) -> Result<(Intent, Revision), StoreError> {
 }
 
 struct Writer {
+    commit_lock: Arc<tokio::sync::Mutex<()>>,
     store: Arc<dyn Store>,
     intent: Arc<RwLock<Intent>>,
     revision: Arc<std::sync::atomic::AtomicU64>,
@@ -233,11 +242,13 @@ impl Writer {
                 };
             }
             txn = txn.put(keys::INTENT_SEQ, Vec::new());
+            let guard = self.commit_lock.clone().lock_owned().await;
             let outcome = self.store.txn(txn).await;
             match outcome {
                 Ok(TxnOutcome::Committed { revision }) => {
                     self.seq_revision = revision;
                     self.publish(accepted, revision);
+                    drop(guard);
                     return;
                 }
                 Ok(TxnOutcome::Failed { .. }) if attempts < 3 => {
@@ -295,19 +306,25 @@ impl Writer {
         reqs
     }
 
-    /// Reloads intent from the store after another writer committed.
+    /// Waits until the store follower has applied everything up to the
+    /// store's current revision, after another replica committed.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
-        let (fresh, revision) = load(self.store.as_ref()).await?;
+        let target = self.store.revision().await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while self.revision.load(std::sync::atomic::Ordering::Acquire) < target {
+            if tokio::time::Instant::now() > deadline {
+                return Err(StoreError::Unavailable(format!(
+                    "intent did not catch up with the store's revision {target}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         self.seq_revision = self
             .store
             .get(keys::INTENT_SEQ)
             .await?
             .0
             .map_or(0, |kv| kv.mod_revision);
-        let mut intent = self.intent.write().expect("intent lock poisoned");
-        *intent = fresh;
-        self.revision
-            .store(revision, std::sync::atomic::Ordering::Release);
         Ok(())
     }
 
@@ -346,4 +363,124 @@ impl Writer {
             let _ = reply.send(Ok(primary));
         }
     }
+}
+
+/// Follows the store: applies intent written by other controller replicas
+/// (on etcd) and publishes it like local changes, so every replica's
+/// compiler and hosts follow every write.
+async fn follow(store: Arc<dyn Store>, svc: IntentService, from: Revision) {
+    use futures::StreamExt;
+    let mut next = from + 1;
+    loop {
+        let mut stream = match store.watch(keys::INTENT, next).await {
+            Ok(s) => s,
+            Err(e) => {
+                warn!(error = %e, "cannot watch intent; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(item) = stream.next().await {
+            let batch = match item {
+                Ok(b) => b,
+                Err(StoreError::Compacted { .. }) => {
+                    // History is gone: reload everything and publish the difference.
+                    warn!("intent history compacted under the follower; reloading");
+                    let _guard = svc.commit_lock.lock().await;
+                    match load(store.as_ref()).await {
+                        Ok((fresh, revision)) => {
+                            let mut intent = svc.intent.write().expect("intent lock poisoned");
+                            let changes = diff(&intent, &fresh);
+                            *intent = fresh;
+                            svc.revision
+                                .store(revision, std::sync::atomic::Ordering::Release);
+                            let _ = svc
+                                .changes
+                                .send(Arc::new(ChangeBatch { revision, changes }));
+                            next = revision + 1;
+                        }
+                        Err(e) => warn!(error = %e, "reloading intent failed; retrying"),
+                    }
+                    break;
+                }
+                Err(e) => {
+                    warn!(error = %e, "intent watch ended; watching again");
+                    break;
+                }
+            };
+            let _guard = svc.commit_lock.lock().await;
+            next = batch.revision + 1;
+            if batch.revision <= svc.revision() {
+                // This replica's own commit, already applied and published.
+                continue;
+            }
+            let mut changes = Vec::new();
+            {
+                let mut intent = svc.intent.write().expect("intent lock poisoned");
+                for ev in &batch.events {
+                    let Some((kind, id)) = keys::parse_object(ev.key()) else {
+                        continue;
+                    };
+                    let before = intent.get(kind, id);
+                    let after = match ev {
+                        weft_store::Event::Put(kv) => match Object::from_json(kind, &kv.value) {
+                            Ok(mut o) => {
+                                o.set_revision(kv.mod_revision);
+                                intent.put(o.clone());
+                                Some(o)
+                            }
+                            Err(e) => {
+                                warn!(key = %kv.key, error = %e, "ignoring an undecodable intent object");
+                                continue;
+                            }
+                        },
+                        weft_store::Event::Delete { .. } => {
+                            intent.remove(kind, id);
+                            None
+                        }
+                    };
+                    changes.push(Change {
+                        kind,
+                        id: weft_model::Id::new(id),
+                        before,
+                        after,
+                    });
+                }
+                svc.revision
+                    .store(batch.revision, std::sync::atomic::Ordering::Release);
+                debug!(
+                    revision = batch.revision,
+                    changes = changes.len(),
+                    "applied intent from another replica"
+                );
+                let _ = svc.changes.send(Arc::new(ChangeBatch {
+                    revision: batch.revision,
+                    changes,
+                }));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every object that differs between two intents, as changes from `a` to `b`.
+fn diff(a: &Intent, b: &Intent) -> Vec<Change> {
+    let mut out = Vec::new();
+    for kind in weft_model::Kind::ALL {
+        let ids: std::collections::BTreeSet<&weft_model::Id> =
+            a.ids(kind).chain(b.ids(kind)).collect();
+        for id in ids {
+            let before = a.get(kind, id.as_str());
+            let after = b.get(kind, id.as_str());
+            if before != after {
+                out.push(Change {
+                    kind,
+                    id: id.clone(),
+                    before,
+                    after,
+                });
+            }
+        }
+    }
+    out
 }

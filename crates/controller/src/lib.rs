@@ -31,6 +31,7 @@ pub mod intent;
 pub mod keys;
 pub mod policy;
 pub mod southbound;
+pub mod views;
 
 pub use intent::{ChangeBatch, IntentService};
 pub use policy::Policy;
@@ -43,6 +44,21 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9797";
 pub enum StoreConfig {
     /// The embedded, crash-safe file store in the data directory (default).
     Embedded,
+    /// An etcd v3 cluster (its client endpoints); controllers sharing one
+    /// cluster are replicas of each other.
+    Etcd(Vec<String>),
+}
+
+impl StoreConfig {
+    /// Parses `embedded` or `etcd://host:port,host:port`.
+    pub fn parse(s: &str) -> Result<StoreConfig, String> {
+        if s == "embedded" {
+            return Ok(StoreConfig::Embedded);
+        }
+        weft_etcd::parse_store_url(s)
+            .map(StoreConfig::Etcd)
+            .map_err(|e| format!("{e} (use `embedded` or etcd://host:port[,host:port...])"))
+    }
 }
 
 /// How to run a controller.
@@ -111,15 +127,21 @@ impl Controller {
     pub async fn start(cfg: ControllerConfig) -> Result<Controller> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
-        let store: Arc<dyn Store> =
-            match &cfg.store {
-                StoreConfig::Embedded => {
-                    let path = cfg.data_dir.join("intent.redb");
-                    Arc::new(EmbeddedStore::open(&path).with_context(|| {
+        let store: Arc<dyn Store> = match &cfg.store {
+            StoreConfig::Embedded => {
+                let path = cfg.data_dir.join("intent.redb");
+                Arc::new(
+                    EmbeddedStore::open(&path).with_context(|| {
                         format!("opening the embedded store {}", path.display())
-                    })?)
-                }
-            };
+                    })?,
+                )
+            }
+            StoreConfig::Etcd(endpoints) => Arc::new(
+                weft_etcd::EtcdStore::connect(endpoints)
+                    .await
+                    .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?,
+            ),
+        };
         let policy_file = cfg
             .policy_file
             .clone()

@@ -18,6 +18,10 @@ pub struct UpArgs {
     /// Policy file (default: <data-dir>/policy.yaml, created with the defaults).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Intent store: `embedded` (a file in the data directory) or
+    /// `etcd://host:port[,host:port...]` (controllers on one etcd are replicas).
+    #[arg(long, env = "WEFT_STORE", default_value = "embedded", value_parser = weft_controller::StoreConfig::parse)]
+    pub store: weft_controller::StoreConfig,
 }
 
 /// Runs the controller until Ctrl-C or SIGTERM.
@@ -25,6 +29,7 @@ pub async fn run(opts: &Opts, args: &UpArgs) -> Result<()> {
     let mut cfg = ControllerConfig::new(&opts.data_dir);
     cfg.listen = args.listen;
     cfg.policy_file = args.policy.clone();
+    cfg.store = args.store.clone();
     let ctl = Controller::start(cfg).await?;
     let data = opts.data_dir.display();
     println!("Weft controller is up.");
