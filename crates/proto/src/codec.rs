@@ -12,8 +12,9 @@ use tonic_prost::{ProstDecoder, ProstEncoder};
 
 /// Initial buffer size of a stream's encoder and decoder.
 pub const INITIAL_BUFFER: usize = 1024;
-/// Encoded bytes after which a streaming encoder yields to the transport.
-pub const YIELD_THRESHOLD: usize = 32 * 1024;
+/// Encoded bytes after which a streaming encoder yields to the transport (the encode buffer
+/// keeps its peak size while the stream lives, so it is kept low).
+pub const YIELD_THRESHOLD: usize = 8 * 1024;
 
 /// A prost codec whose buffers start small.
 #[derive(Debug, Clone, Copy)]

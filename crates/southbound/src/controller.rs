@@ -29,7 +29,9 @@ use crate::writes::{HostWrite, Refusal, check_claim, parse_write};
 /// Tuning of a controller session.
 #[derive(Clone, Debug)]
 pub struct SessionConfig {
-    /// Bytes of records per update message; larger updates go in several chunks.
+    /// Bytes of records per update message; larger updates go in several chunks. Small
+    /// chunks keep the per-stream encode buffer (which keeps its peak size for the life of
+    /// the session) small.
     pub chunk_bytes: usize,
     /// A session that has not said Hello within this delay is closed.
     pub hello_timeout: Duration,
@@ -47,7 +49,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         SessionConfig {
-            chunk_bytes: 512 * 1024,
+            chunk_bytes: 16 * 1024,
             hello_timeout: Duration::from_secs(10),
             reconcile_timeout: Duration::from_secs(30),
             snapshot_interval: Duration::from_secs(1),
