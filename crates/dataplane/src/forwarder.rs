@@ -25,6 +25,7 @@ use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -91,6 +92,9 @@ pub struct ForwarderConfig {
     pub rx_batch: usize,
     /// Coalesce received TCP segments into super-frames for the TAPs.
     pub coalesce: bool,
+    /// MTU of the underlay path. TCP super-frames are segmented so that every
+    /// VXLAN packet fits it; larger single frames are left to IP fragmentation.
+    pub underlay_mtu: u16,
 }
 
 impl ForwarderConfig {
@@ -111,6 +115,7 @@ impl ForwarderConfig {
             threading: Threading::default(),
             rx_batch: 32,
             coalesce: true,
+            underlay_mtu: 1500,
         }
     }
 }
@@ -193,6 +198,13 @@ impl Forwarder {
                 remote_port: self.cfg.remote_port,
                 rx_batch: self.cfg.rx_batch,
                 coalesce: self.cfg.coalesce,
+                max_inner_frame: usize::from(self.cfg.underlay_mtu).saturating_sub(
+                    if self.cfg.tunnel_local.is_ipv4() {
+                        vxlan::IPV4_OVERHEAD
+                    } else {
+                        vxlan::IPV6_OVERHEAD
+                    },
+                ),
             };
             let handle = std::thread::Builder::new()
                 .name(name.into())
@@ -267,6 +279,7 @@ struct WorkerSetup<P> {
     remote_port: u16,
     rx_batch: usize,
     coalesce: bool,
+    max_inner_frame: usize,
 }
 
 /// The sending half of a worker: everything a processed frame may go to.
@@ -277,6 +290,10 @@ struct Io {
     remote_port: u16,
     scratch: Vec<u8>,
     ctr: Arc<WorkerCounters>,
+    /// Largest inner frame a VXLAN packet on the underlay can carry.
+    max_inner_frame: usize,
+    /// Read time of the current batch, handed to the processor.
+    now: Instant,
 }
 
 /// The receiving half of a tunnel worker.
@@ -322,6 +339,8 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
         remote_port: s.remote_port,
         scratch: Vec::new(),
         ctr: s.counters,
+        max_inner_frame: s.max_inner_frame,
+        now: Instant::now(),
     };
     let mut tap_buf = if s.rx_taps.is_empty() {
         Vec::new()
@@ -376,6 +395,7 @@ fn drain_tap<P: PacketProcessor>(
     let tap = io.taps[vif.0 as usize].clone();
     let counters = io.ctr.clone();
     let ctr = &counters.vifs[vif.0 as usize];
+    io.now = Instant::now();
     for _ in 0..TAP_BUDGET {
         let n = match tap.read(buf) {
             Ok(n) => n,
@@ -435,6 +455,7 @@ fn drain_tunnel<P: PacketProcessor>(
         if n == 0 {
             break;
         }
+        io.now = Instant::now();
         t.rx_syscalls.add(1);
         rx.decap.clear();
         for i in 0..n {
@@ -511,6 +532,7 @@ fn process_one<P: PacketProcessor>(
             from,
             frame: &mut *frame,
             offload,
+            now: io.now,
         },
         sink,
     );
@@ -534,7 +556,13 @@ impl Io {
                 let prefix = vxlan::Repr { vni }.to_bytes();
                 let dst = SocketAddr::new(remote, self.remote_port);
                 let start = self.tx.bytes();
-                match gso::segment(frame, offload, &prefix, self.tx.buffer_mut()) {
+                match gso::segment_within(
+                    frame,
+                    offload,
+                    &prefix,
+                    self.max_inner_frame,
+                    self.tx.buffer_mut(),
+                ) {
                     Ok(s) => {
                         self.tx.commit(dst, start, s);
                         if offload.gso.is_some() {

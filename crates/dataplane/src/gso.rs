@@ -53,27 +53,88 @@ pub fn segment(
     prefix: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Segmented, OffloadError> {
+    segment_within(frame, offload, prefix, usize::MAX, out)
+}
+
+/// Like [`segment`], but TCP segments are made small enough that no segment
+/// frame exceeds `max_frame` bytes (prefix excluded), even if the guest's MSS
+/// is larger: the forwarder passes the underlay MTU minus the encapsulation
+/// overhead, so a guest whose MTU is too large for the tunnel still gets
+/// unfragmented segments. UDP segment sizes are the guest's datagram
+/// boundaries and are never changed.
+pub fn segment_within(
+    frame: &[u8],
+    offload: &Offload,
+    prefix: &[u8],
+    max_frame: usize,
+    out: &mut Vec<u8>,
+) -> Result<Segmented, OffloadError> {
     let start = out.len();
     let result = match offload.gso {
-        None => {
-            out.extend_from_slice(prefix);
-            out.extend_from_slice(frame);
-            match offload.csum {
-                Some(c) => finish_checksum(&mut out[start + prefix.len()..], c),
-                None => Ok(()),
+        None if frame.len() > max_frame => match oversized_tcp(frame, offload) {
+            // A full-size guest segment that does not fit the tunnel: split it too.
+            Some((as_gso, kind)) => {
+                segment_gso(frame, &as_gso, kind, usize::MAX, max_frame, prefix, out)
             }
-            .map(|()| Segmented {
-                count: 1,
-                stride: prefix.len() + frame.len(),
-                len: prefix.len() + frame.len(),
-            })
-        }
-        Some(g) => segment_gso(frame, offload, g.kind, usize::from(g.size), prefix, out),
+            // Anything else is left to IP fragmentation on the underlay.
+            None => single(frame, offload, prefix, out, start),
+        },
+        None => single(frame, offload, prefix, out, start),
+        Some(g) => segment_gso(
+            frame,
+            offload,
+            g.kind,
+            usize::from(g.size),
+            max_frame,
+            prefix,
+            out,
+        ),
     };
     if result.is_err() {
         out.truncate(start);
     }
     result
+}
+
+fn single(
+    frame: &[u8],
+    offload: &Offload,
+    prefix: &[u8],
+    out: &mut Vec<u8>,
+    start: usize,
+) -> Result<Segmented, OffloadError> {
+    out.extend_from_slice(prefix);
+    out.extend_from_slice(frame);
+    if let Some(c) = offload.csum {
+        finish_checksum(&mut out[start + prefix.len()..], c)?;
+    }
+    Ok(Segmented {
+        count: 1,
+        stride: prefix.len() + frame.len(),
+        len: prefix.len() + frame.len(),
+    })
+}
+
+/// If `frame` is a plain (non-fragment) TCP segment, the GSO kind to split it with.
+fn oversized_tcp(frame: &[u8], offload: &Offload) -> Option<(Offload, GsoKind)> {
+    let (l3, version) = frame::l3(frame).ok()??;
+    let kind = match version {
+        IpVersion::V4 => {
+            let ip = frame.get(l3..l3 + 20)?;
+            // Fragments cannot be resegmented.
+            (ip[9] == PROTO_TCP && be16(ip, 6)? & 0x3fff == 0).then_some(GsoKind::Tcp4)?
+        }
+        IpVersion::V6 => (*frame.get(l3 + 6)? == PROTO_TCP).then_some(GsoKind::Tcp6)?,
+    };
+    let mut o = *offload;
+    o.gso = Some(crate::vnet::Gso {
+        kind,
+        size: u16::MAX,
+        hdr_len: 0,
+        ecn: false,
+    });
+    layout(frame, &o, kind).ok()?;
+    Some((o, kind))
 }
 
 /// Completes a partial checksum in place: the field at `start + offset` holds the
@@ -209,6 +270,7 @@ fn segment_gso(
     offload: &Offload,
     kind: GsoKind,
     mss: usize,
+    max_frame: usize,
     prefix: &[u8],
     out: &mut Vec<u8>,
 ) -> Result<Segmented, OffloadError> {
@@ -216,6 +278,11 @@ fn segment_gso(
     if mss == 0 {
         return Err(OffloadError::ZeroSegmentSize);
     }
+    let mss = if lay.tcp && max_frame > lay.hdr_len {
+        mss.min(max_frame - lay.hdr_len)
+    } else {
+        mss
+    };
     let payload = &frame[lay.hdr_len..];
     let count = payload.len().div_ceil(mss).max(1);
     if count > MAX_SEGMENTS {
@@ -405,6 +472,38 @@ pub(crate) mod tests {
             joined.extend_from_slice(&seg[66..]);
         }
         assert_eq!(joined, payload);
+    }
+
+    #[test]
+    fn tcp_segments_are_clamped_to_the_tunnel_mtu() {
+        let payload = vec![3u8; 4000];
+        let f = tcp4_superframe(&payload, 1, tcp_flags::ACK);
+        let mut out = Vec::new();
+        // Guest MSS 1448 (MTU 1500) but only 1464-byte frames fit a 1500-byte underlay.
+        let s = segment_within(&f, &tso4(1448), &[], 1464, &mut out).unwrap();
+        assert_eq!((s.count, s.stride), (3, 1464));
+        let mut joined = Vec::new();
+        for seg in out.chunks(s.stride) {
+            assert!(seg.len() <= 1464 && tcp_ok(seg));
+            joined.extend_from_slice(&seg[66..]);
+        }
+        assert_eq!(joined, payload);
+        // A plain full-size segment of that guest is split as well.
+        let one = tcp4_superframe(&[4u8; 1448], 9, tcp_flags::ACK | tcp_flags::PSH);
+        let plain = Offload {
+            gso: None,
+            ..tso4(0)
+        };
+        out.clear();
+        let s = segment_within(&one, &plain, &[], 1464, &mut out).unwrap();
+        assert_eq!((s.count, s.len), (2, 2 * 66 + 1448));
+        let segs: Vec<&[u8]> = out.chunks(s.stride).collect();
+        assert!(segs.iter().all(|g| tcp_ok(g)));
+        assert_eq!(be32(segs[1], 38), Some(9 + 1398));
+        assert_eq!(
+            (segs[0][47], segs[1][47]),
+            (tcp_flags::ACK, tcp_flags::ACK | tcp_flags::PSH)
+        );
     }
 
     #[test]

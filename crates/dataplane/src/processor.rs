@@ -15,6 +15,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
+use std::time::Instant;
 
 use crate::vnet::Offload;
 use crate::vxlan::Vni;
@@ -47,6 +48,9 @@ pub struct Input<'a> {
     pub frame: &'a mut [u8],
     /// Checksum/segmentation work still pending on the frame.
     pub offload: Offload,
+    /// When the frame's batch was read: the clock for connection tracking and
+    /// flow-cache aging (processors read no clock themselves).
+    pub now: Instant,
 }
 
 /// Collects a processor's decisions for the current frame.
@@ -186,6 +190,7 @@ mod tests {
                     from,
                     frame: &mut frame,
                     offload: Offload::NONE,
+                    now: Instant::now(),
                 },
                 &mut out,
             );

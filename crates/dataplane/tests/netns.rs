@@ -11,7 +11,7 @@ use std::io::Read;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Netns, Topology, UL_A, UL_B, VM_A, VM_B, ping, tcp_transfer, udp_echo};
+use common::{Netns, Topology, UL_A, UL_B, VM_A, VM_B, ip_snmp, ping, tcp_transfer, udp_echo};
 use weft_dataplane::{
     BridgeLink, Forwarder, ForwarderConfig, RunningForwarder, StaticBridge, Stats, TapOffloads,
     TapOptions, Threading, VifId, Vni,
@@ -126,6 +126,28 @@ fn weft_to_weft_ipv6_overlay_uses_tso6() {
         "no TSO6 super-frame from VM A:\n{sa}"
     );
     assert!(sb.tunnel.rx_coalesced_frames > 0, "{sb}");
+}
+
+#[test]
+fn guest_mtu_above_the_tunnel_mtu_is_resegmented_not_fragmented() {
+    let t = Topology::new();
+    let a = start(&t.host_a, UL_A, UL_B, |_| {});
+    let b = start(&t.host_b, UL_B, UL_A, |_| {});
+    // MTU 1500 in the VMs: their segments are 50 bytes too big for the 1500-byte underlay.
+    Topology::plug_tap_mtu(&t.host_a, &t.vm_a, "wtap0", VM_A, "1500");
+    Topology::plug_tap_mtu(&t.host_b, &t.vm_b, "wtap0", VM_B, "1500");
+    ping(&t.vm_a, VM_B, 2);
+    let frags_before = ip_snmp(&t.host_a, "FragCreates") + ip_snmp(&t.host_b, "FragCreates");
+    let (sent, got) = tcp_transfer(&t.vm_a, &t.vm_b, VM_B, 5021, 16 << 20);
+    assert_eq!(sent, got);
+    let (sent, got) = tcp_transfer(&t.vm_b, &t.vm_a, VM_A, 5022, 4 << 20);
+    assert_eq!(sent, got);
+    let frags =
+        ip_snmp(&t.host_a, "FragCreates") + ip_snmp(&t.host_b, "FragCreates") - frags_before;
+    assert_eq!(frags, 0, "the underlay fragmented VXLAN packets");
+    let (sa, sb) = (a.stop().unwrap(), b.stop().unwrap());
+    assert_clean(&sa);
+    assert_clean(&sb);
 }
 
 #[test]

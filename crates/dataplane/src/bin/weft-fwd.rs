@@ -64,6 +64,9 @@ struct Args {
     /// Do not coalesce received TCP segments into super-frames.
     #[arg(long)]
     no_coalesce: bool,
+    /// MTU of the underlay; TCP segments are sized so VXLAN packets fit it.
+    #[arg(long, default_value_t = 1500)]
+    underlay_mtu: u16,
     /// Messages per recvmmsg.
     #[arg(long, default_value_t = 32)]
     rx_batch: usize,
@@ -105,6 +108,7 @@ fn main() -> anyhow::Result<()> {
     cfg.tunnel.udp_gro = !args.no_gro;
     cfg.coalesce = !args.no_coalesce;
     cfg.rx_batch = args.rx_batch;
+    cfg.underlay_mtu = args.underlay_mtu;
     cfg.threading = match args.threads {
         Threads::Single => Threading::Single,
         Threads::PerDirection => Threading::PerDirection,

@@ -161,14 +161,23 @@ impl Topology {
 
     /// Moves the TAP `tap` from `host` into `vm` as `eth0` with `addr`.
     pub fn plug_tap(host: &Netns, vm: &Netns, tap: &str, addr: &str) {
+        Self::plug_tap_mtu(host, vm, tap, addr, VM_MTU);
+    }
+
+    /// [`Topology::plug_tap`] with a given MTU.
+    pub fn plug_tap_mtu(host: &Netns, vm: &Netns, tap: &str, addr: &str, mtu: &str) {
         host.ip(&["link", "set", tap, "netns", &vm.name]);
         vm.ip(&["link", "set", tap, "name", "eth0"]);
-        Self::vm_up(vm, addr);
+        Self::vm_up_mtu(vm, addr, mtu);
     }
 
     /// Gives `vm`'s `eth0` its MTU and address and brings it up.
     pub fn vm_up(vm: &Netns, addr: &str) {
-        vm.ip(&["link", "set", "eth0", "mtu", VM_MTU]);
+        Self::vm_up_mtu(vm, addr, VM_MTU);
+    }
+
+    fn vm_up_mtu(vm: &Netns, addr: &str, mtu: &str) {
+        vm.ip(&["link", "set", "eth0", "mtu", mtu]);
         vm.ip(&["addr", "add", &format!("{addr}/24"), "dev", "eth0"]);
         vm.ip(&["link", "set", "eth0", "up"]);
     }
@@ -197,6 +206,17 @@ impl Topology {
         host.ip(&["link", "set", "br0", "up"]);
         Self::vm_up(vm, vm_addr);
     }
+}
+
+/// A counter of the `Ip:` line of `/proc/net/snmp` in `ns` (e.g. `FragCreates`).
+pub fn ip_snmp(ns: &Netns, name: &str) -> u64 {
+    let text = ns.exec(&["cat", "/proc/net/snmp"]);
+    let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
+    let (keys, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
+    keys.split_whitespace()
+        .zip(values.split_whitespace())
+        .find_map(|(k, v)| (k == name).then(|| v.parse().ok()).flatten())
+        .unwrap_or_else(|| panic!("no Ip counter {name} in {}:\n{text}", ns.name))
 }
 
 /// Pings `dst` from `vm` until one answer arrives (ARP and forwarder start-up)
