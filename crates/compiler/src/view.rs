@@ -355,3 +355,26 @@ impl HostView {
         out
     }
 }
+
+/// Encodes one record of a host's view (an owner's fragment as the host
+/// sees it) for the southbound.
+pub fn encode_record(f: &Fragment) -> Vec<u8> {
+    serde_json::to_vec(f).expect("fragments serialize")
+}
+
+/// Rebuilds a host's view from its records (the agent's side).
+pub fn decode_records(
+    host: &str,
+    records: &BTreeMap<String, Vec<u8>>,
+) -> Result<HostView, String> {
+    let mut fragments = BTreeMap::new();
+    for (k, v) in records {
+        let f: Fragment =
+            serde_json::from_slice(v).map_err(|e| format!("record {k} does not decode: {e}"))?;
+        fragments.insert(k.clone(), f);
+    }
+    Ok(HostView {
+        host: host.to_string(),
+        fragments,
+    })
+}

@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
-use weft_compiler::{Fragment, HostView};
 use weft_southbound::{Record, ViewDelta, ViewSource};
 
 use crate::compile::CompileService;
@@ -29,24 +28,7 @@ use crate::compile::CompileService;
 /// Deltas kept per host; older resumes reconcile instead.
 const HISTORY: usize = 512;
 
-/// Encodes one record value.
-pub fn encode(f: &Fragment) -> Vec<u8> {
-    serde_json::to_vec(f).expect("fragments serialize")
-}
-
-/// Decodes a host's records back into a view (the agent's side).
-pub fn decode(host: &str, records: &BTreeMap<String, Vec<u8>>) -> Result<HostView, String> {
-    let mut fragments = BTreeMap::new();
-    for (k, v) in records {
-        let f: Fragment =
-            serde_json::from_slice(v).map_err(|e| format!("record {k} does not decode: {e}"))?;
-        fragments.insert(k.clone(), f);
-    }
-    Ok(HostView {
-        host: host.to_string(),
-        fragments,
-    })
-}
+pub use weft_compiler::view::{decode_records as decode, encode_record as encode};
 
 struct Tracked {
     dps: BTreeSet<String>,
