@@ -422,7 +422,7 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
 
     // 15. Hello naming another host.
     let mark = log_mark();
-    let mut s = open(&h, &evil, hello(0, "victim-1")).await.unwrap();
+    s = open(&h, &evil, hello(0, "victim-1")).await.unwrap();
     let (end, keys) = s.until_closed().await;
     assert!(end.contains("PermissionDenied"), "{end}");
     assert!(keys.is_empty());
@@ -435,7 +435,7 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
 
     // 16. Messages before Hello.
     let mark = log_mark();
-    let mut s = open(
+    s = open(
         &h,
         &evil,
         msg(pb::agent_message::Body::FetchRequest(pb::FetchRequest {
@@ -460,7 +460,7 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
 
     // 17. An unsupported protocol version.
     let mark = log_mark();
-    let mut s = open(
+    s = open(
         &h,
         &evil,
         msg(pb::agent_message::Body::Hello(pb::Hello {
@@ -480,7 +480,7 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
 
     // 18. Fetch another host's records by id during a reconciliation it provoked.
     let mark = log_mark();
-    let mut s = open(&h, &evil, hello(u64::MAX, "")).await.unwrap();
+    s = open(&h, &evil, hello(u64::MAX, "")).await.unwrap();
     loop {
         if let Some(pb::controller_message::Body::ReconcileNeeded(_)) = s.next().await.unwrap().body
         {
@@ -599,6 +599,66 @@ async fn compromised_host_is_refused_everything_and_others_are_unaffected() {
     assert!(open(&h, &removed, hello(0, "")).await.is_err());
     expect_log(mark, &["evil-removed", "not enrolled"]).await;
     t.done("removed host's certificate");
+
+    // Sessions and connections beyond the per-host limits (memory exhaustion).
+    let evil_sessions = || {
+        h.sb()
+            .admin()
+            .hosts()
+            .into_iter()
+            .find(|i| i.name == "evil")
+            .map_or(0, |i| i.sessions)
+    };
+    eventually("evil's old sessions to end", Duration::from_secs(5), || {
+        evil_sessions() == 0
+    })
+    .await;
+    // The earlier sessions' connections close; four sessions then fill the session limit
+    // and, with four more connections, the connection limit.
+    drop(s);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut open_sessions = Vec::new();
+    for _ in 0..4 {
+        let mut r = open(&h, &evil, hello(0, "")).await.unwrap();
+        r.synced().await;
+        open_sessions.push(r);
+    }
+    let mark = log_mark();
+    let err = open(&h, &evil, hello(0, ""))
+        .await
+        .err()
+        .expect("fifth session refused");
+    assert!(err.contains("ResourceExhausted"), "{err}");
+    expect_log(mark, &["refused session", "evil", "already has 4 sessions"]).await;
+    t.done("sessions beyond the per-host limit");
+    let mut channels = Vec::new();
+    for _ in 0..4 {
+        channels.push(
+            dial(&addr, client_config(&evil).unwrap(), DialOptions::default())
+                .await
+                .unwrap(),
+        );
+    }
+    let mark = log_mark();
+    // The ninth connection completes the client side of TLS 1.3, then the controller drops it.
+    if let Ok(ch) = dial(&addr, client_config(&evil).unwrap(), DialOptions::default()).await {
+        let (tx, rx) = mpsc::channel(1);
+        tx.send(hello(0, "")).await.unwrap();
+        assert!(
+            pb::southbound_client::SouthboundClient::new(ch)
+                .session(ReceiverStream::new(rx))
+                .await
+                .is_err()
+        );
+    }
+    expect_log(
+        mark,
+        &["refused southbound connection", "evil", "connections open"],
+    )
+    .await;
+    t.done("connections beyond the per-host limit");
+    drop(channels);
+    drop(open_sessions);
 
     // 24. The old certificate after a re-enrolment.
     let token = h.token(Some("evil")).await;

@@ -372,14 +372,27 @@ impl Registry {
     }
 
     /// Registers a connection; returns its id, the signal that closes it and the host's byte
-    /// counters.
+    /// counters. Refused when the host already has `max_per_host` connections.
     pub fn connection_opened(
         &self,
         host: Option<&str>,
         serial: Option<&str>,
-    ) -> (u64, watch::Receiver<bool>, Option<Arc<ByteCounters>>) {
+        max_per_host: usize,
+    ) -> Result<(u64, watch::Receiver<bool>, Option<Arc<ByteCounters>>), String> {
         let (tx, rx) = watch::channel(false);
         let mut inner = self.inner.lock().expect("registry lock");
+        if let Some(h) = host {
+            let open = inner
+                .conns
+                .values()
+                .filter(|c| c.host.as_deref() == Some(h))
+                .count();
+            if open >= max_per_host {
+                return Err(format!(
+                    "host {h} already has {open} connections open (limit {max_per_host})"
+                ));
+            }
+        }
         let bytes = host.map(|h| {
             inner
                 .runtime
@@ -398,7 +411,14 @@ impl Registry {
                 close: tx,
             },
         );
-        (id, rx, bytes)
+        Ok((id, rx, bytes))
+    }
+
+    /// Closes one connection.
+    pub fn close(&self, id: u64) {
+        if let Some(c) = self.inner.lock().expect("registry lock").conns.get(&id) {
+            c.close.send_replace(true);
+        }
     }
 
     /// Forgets a connection.
@@ -420,12 +440,26 @@ impl Registry {
     }
 
     /// A session of `host` started from `remote`.
-    pub fn session_started(&self, host: &str, remote: Option<SocketAddr>, now_unix: u64) {
+    /// Refused when the host already has `max` sessions open on this replica.
+    pub fn session_started(
+        &self,
+        host: &str,
+        remote: Option<SocketAddr>,
+        now_unix: u64,
+        max: usize,
+    ) -> Result<(), String> {
         let mut inner = self.inner.lock().expect("registry lock");
         let rt = inner.runtime.entry(host.to_string()).or_default();
+        if rt.sessions >= max {
+            return Err(format!(
+                "host {host} already has {} sessions open (limit {max}); close the old ones",
+                rt.sessions
+            ));
+        }
         rt.sessions += 1;
         rt.remote = remote.or(rt.remote);
         rt.last_seen = Some(now_unix);
+        Ok(())
     }
 
     /// A session of `host` ended.

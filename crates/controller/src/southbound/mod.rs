@@ -86,6 +86,12 @@ pub struct SouthboundConfig {
     pub max_handshakes: usize,
     /// Messages queued towards one agent before its session waits.
     pub session_queue: usize,
+    /// Sessions one host may hold at once on this replica (an agent needs one).
+    pub max_sessions_per_host: usize,
+    /// TLS connections one host may hold at once on this replica.
+    pub max_connections_per_host: usize,
+    /// How long a connection without a client certificate (enrolment only) may stay open.
+    pub enrol_connection_lifetime: Duration,
     /// HTTP/2 keepalive: dead agents are dropped after interval + timeout.
     pub keepalive: Duration,
 }
@@ -104,6 +110,9 @@ impl Default for SouthboundConfig {
             handshake_timeout: Duration::from_secs(10),
             max_handshakes: 512,
             session_queue: 32,
+            max_sessions_per_host: 4,
+            max_connections_per_host: 8,
+            enrol_connection_lifetime: Duration::from_secs(30),
             keepalive: Duration::from_secs(20),
         }
     }
@@ -276,6 +285,8 @@ impl Southbound {
             tls::AcceptLimits {
                 handshake_timeout: cfg.handshake_timeout,
                 max_handshakes: cfg.max_handshakes,
+                max_connections_per_host: cfg.max_connections_per_host,
+                enrol_connection_lifetime: cfg.enrol_connection_lifetime,
             },
             conn_tx,
             stopped.clone(),

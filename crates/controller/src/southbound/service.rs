@@ -110,9 +110,16 @@ impl pb::southbound_server::Southbound for Service {
         let (tx, rx) = mpsc::channel(self.shared.cfg.session_queue);
         let shared = self.shared.clone();
         let incoming = request.into_inner();
-        shared
-            .registry
-            .session_started(&host, Some(remote), now_unix());
+        if let Err(reason) = shared.registry.session_started(
+            &host,
+            Some(remote),
+            now_unix(),
+            shared.cfg.max_sessions_per_host,
+        ) {
+            warn!(%host, %remote, %reason, "refused session");
+            shared.registry.refused(&host);
+            return Err(Status::resource_exhausted(reason));
+        }
         tokio::spawn(async move {
             drive(shared.clone(), host.clone(), incoming, tx).await;
             shared.registry.session_ended(&host, now_unix()).await;

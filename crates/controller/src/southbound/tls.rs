@@ -316,6 +316,10 @@ pub struct AcceptLimits {
     pub handshake_timeout: Duration,
     /// Handshakes in progress at once; more connections wait in the kernel backlog.
     pub max_handshakes: usize,
+    /// Connections one host may hold at once.
+    pub max_connections_per_host: usize,
+    /// How long a connection without a client certificate (enrolment) may stay open.
+    pub enrol_connection_lifetime: Duration,
 }
 
 /// Waits until `stop` flips (or its sender is gone).
@@ -355,6 +359,7 @@ pub async fn accept_loop(
         let registry = registry.clone();
         let out = out.clone();
         let timeout = limits.handshake_timeout;
+        let limits = limits.clone();
         tokio::spawn(async move {
             let tcp = Counting {
                 inner: tcp,
@@ -387,8 +392,26 @@ pub async fn accept_loop(
                 }
                 None => (None, None),
             };
-            let (id, closed, bytes) =
-                registry.connection_opened(host.as_deref(), serial.as_deref());
+            let (id, closed, bytes) = match registry.connection_opened(
+                host.as_deref(),
+                serial.as_deref(),
+                limits.max_connections_per_host,
+            ) {
+                Ok(x) => x,
+                Err(reason) => {
+                    warn!(%remote, host = host.as_deref().unwrap_or("-"), %reason, "refused southbound connection");
+                    return;
+                }
+            };
+            // Without a certificate a connection may only enrol: it gets a short life.
+            if host.is_none() {
+                let registry = registry.clone();
+                let lifetime = limits.enrol_connection_lifetime;
+                tokio::spawn(async move {
+                    tokio::time::sleep(lifetime).await;
+                    registry.close(id);
+                });
+            }
             // A revocation between the handshake and the registration must not be missed.
             if let (Some(h), Some(s)) = (&host, &serial)
                 && let Err(reason) = registry.check_cert(h, s)
