@@ -153,6 +153,16 @@ pub struct ByteCounters {
     pub sent: AtomicU64,
 }
 
+/// A registered connection.
+pub struct OpenedConn {
+    /// Its id in the registry.
+    pub id: u64,
+    /// Flips to true when the controller closes it.
+    pub closed: watch::Receiver<bool>,
+    /// The host's byte counters (none without a certificate).
+    pub bytes: Option<Arc<ByteCounters>>,
+}
+
 #[derive(Default)]
 struct Runtime {
     bytes: Arc<ByteCounters>,
@@ -378,7 +388,7 @@ impl Registry {
         host: Option<&str>,
         serial: Option<&str>,
         max_per_host: usize,
-    ) -> Result<(u64, watch::Receiver<bool>, Option<Arc<ByteCounters>>), String> {
+    ) -> Result<OpenedConn, String> {
         let (tx, rx) = watch::channel(false);
         let mut inner = self.inner.lock().expect("registry lock");
         if let Some(h) = host {
@@ -411,7 +421,11 @@ impl Registry {
                 close: tx,
             },
         );
-        Ok((id, rx, bytes))
+        Ok(OpenedConn {
+            id,
+            closed: rx,
+            bytes,
+        })
     }
 
     /// Closes one connection.

@@ -392,7 +392,7 @@ pub async fn accept_loop(
                 }
                 None => (None, None),
             };
-            let (id, closed, bytes) = match registry.connection_opened(
+            let super::hosts::OpenedConn { id, closed, bytes } = match registry.connection_opened(
                 host.as_deref(),
                 serial.as_deref(),
                 limits.max_connections_per_host,
