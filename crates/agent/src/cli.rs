@@ -27,6 +27,10 @@ pub struct AgentArgs {
         env = "WEFT_AGENT_STATE_DIR"
     )]
     pub state_dir: PathBuf,
+    /// This host's VXLAN tunnel endpoint (an address of the underlay),
+    /// announced to the controller so other hosts can reach its ports.
+    #[arg(long, env = "WEFT_TUNNEL_IP")]
+    pub tunnel_ip: Option<std::net::IpAddr>,
 }
 
 /// `weft host enroll`.
@@ -67,6 +71,7 @@ pub async fn run_agent(args: AgentArgs) -> Result<()> {
     let identity = Identity::load(&args.state_dir)?;
     let store = RedbViewStore::open(&args.state_dir.join("view.redb"))?;
     let mut opts = AgentOptions::new(args.controllers);
+    opts.tunnel_address = args.tunnel_ip;
     opts.jitter_seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

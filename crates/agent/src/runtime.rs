@@ -43,6 +43,8 @@ pub struct AgentOptions {
     pub max_message: usize,
     /// Reports queued while the controller is unreachable.
     pub report_queue: usize,
+    /// This host's VXLAN tunnel endpoint, announced to the controller.
+    pub tunnel_address: Option<std::net::IpAddr>,
 }
 
 impl AgentOptions {
@@ -56,6 +58,7 @@ impl AgentOptions {
             dial: DialOptions::default(),
             max_message: 32 * 1024 * 1024,
             report_queue: 1024,
+            tunnel_address: None,
         }
     }
 }
@@ -408,7 +411,8 @@ async fn session(
     let mut sess = AgentSession::new(
         identity.host.clone(),
         concat!("weft-agent ", env!("CARGO_PKG_VERSION")),
-    );
+    )
+    .with_tunnel_address(opts.tunnel_address);
     let _ = tx.send(sess.hello(&local_slot.view)).await;
     let mut inbound = tokio::select! {
         r = client.session(ReceiverStream::new(rx)) => match r {

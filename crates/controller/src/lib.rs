@@ -30,6 +30,7 @@ pub mod compile;
 pub mod intent;
 pub mod keys;
 pub mod policy;
+pub mod sink;
 pub mod southbound;
 pub mod views;
 
@@ -73,6 +74,8 @@ pub struct ControllerConfig {
     /// Policy file; default `<data_dir>/policy.yaml`, written with the
     /// shipped defaults when absent.
     pub policy_file: Option<PathBuf>,
+    /// The southbound (host agents, TLS); `None` runs without one.
+    pub southbound: Option<southbound::SouthboundConfig>,
 }
 
 impl ControllerConfig {
@@ -83,6 +86,7 @@ impl ControllerConfig {
             listen: DEFAULT_LISTEN.parse().expect("valid default address"),
             store: StoreConfig::Embedded,
             policy_file: None,
+            southbound: Some(southbound::SouthboundConfig::default()),
         }
     }
 }
@@ -100,6 +104,9 @@ pub struct Controller {
     intent: IntentService,
     compile: compile::CompileService,
     bgp: bgp::BgpService, // Hook (BGP integration).
+    southbound: Option<southbound::Southbound>,
+    /// The southbound address agents dial, when running.
+    pub southbound_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     server: JoinHandle<()>,
 }
@@ -180,7 +187,28 @@ impl Controller {
             openapi: Arc::new(api::openapi::document(api::openapi::extra_paths())),
             compile: compile.clone(),
         };
-        let app = api::router(state, api::bgp::routes(bgp.clone())); // Hook (BGP integration).
+        let views = views::HostViews::start(compile.clone());
+        let southbound = match &cfg.southbound {
+            Some(sb_cfg) => Some(
+                southbound::Southbound::start(
+                    sb_cfg.clone(),
+                    store.clone(),
+                    views.clone(),
+                    Arc::new(sink::IntentWriteSink {
+                        intent: intent.clone(),
+                        compile: compile.clone(),
+                    }),
+                )
+                .await
+                .context("starting the southbound service")?,
+            ),
+            None => None,
+        };
+        let mut extra = api::bgp::routes(bgp.clone()); // Hook (BGP integration).
+        if let Some(sb) = &southbound {
+            extra = extra.merge(southbound::rest::routes(sb.admin()));
+        }
+        let app = api::router(state, extra);
         let listener = TcpListener::bind(cfg.listen)
             .await
             .with_context(|| format!("binding the REST API to {}", cfg.listen))?;
@@ -205,6 +233,8 @@ impl Controller {
             intent,
             compile,
             bgp,
+            southbound_addr: southbound.as_ref().map(|s| s.addr()),
+            southbound,
             stop: Some(stop),
             server,
         })
@@ -213,6 +243,11 @@ impl Controller {
     /// The intent service (for in-process users such as tests and the compiler).
     pub fn intent(&self) -> &IntentService {
         &self.intent
+    }
+
+    /// Host and join-token administration, when the southbound runs.
+    pub fn hosts(&self) -> Option<southbound::HostAdmin> {
+        self.southbound.as_ref().map(|s| s.admin())
     }
 
     /// The compile loop (traces, host views).
@@ -228,6 +263,9 @@ impl Controller {
     /// Stops serving and waits for in-flight requests.
     pub async fn shutdown(mut self) {
         self.bgp.shutdown().await; // Hook (BGP integration): Cease to peers.
+        if let Some(sb) = self.southbound.take() {
+            sb.shutdown().await;
+        }
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }

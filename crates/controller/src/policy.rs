@@ -70,6 +70,14 @@ create_token: "rule:admin"
 list_tokens: "rule:admin"
 delete_token: "rule:admin"
 
+# Hosts (agents) and the one-time join tokens they enrol with.
+list_hosts: "rule:admin"
+revoke_host: "rule:admin"
+delete_host: "rule:admin"
+list_join_tokens: "rule:admin"
+create_join_token: "rule:admin"
+delete_join_token: "rule:admin"
+
 # Tracing a packet through the compiled pipelines.
 trace: "rule:admin_or_owner"
 

@@ -19,6 +19,10 @@ struct Env {
 async fn start_with_policy(policy: Option<&str>) -> Env {
     let dir = tempfile::tempdir().unwrap();
     let mut cfg = ControllerConfig::new(dir.path());
+    cfg.southbound = Some(weft_controller::southbound::SouthboundConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    });
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     if let Some(p) = policy {
         let path = dir.path().join("custom-policy.yaml");

@@ -58,6 +58,10 @@ impl Env {
 
     fn boot(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Controller, Client) {
         let mut cfg = ControllerConfig::new(dir);
+        cfg.southbound = Some(weft_controller::southbound::SouthboundConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        });
         cfg.listen = "127.0.0.1:0".parse().unwrap();
         let ctl = rt.block_on(Controller::start(cfg)).unwrap();
         let token = std::fs::read_to_string(&ctl.admin_token_file).unwrap();

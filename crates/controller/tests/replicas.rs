@@ -13,6 +13,10 @@ use weft_model::Kind;
 
 async fn replica(endpoints: &[String], dir: &std::path::Path) -> Controller {
     let mut cfg = ControllerConfig::new(dir);
+    cfg.southbound = Some(weft_controller::southbound::SouthboundConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    });
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.store = StoreConfig::Etcd(endpoints.to_vec());
     Controller::start(cfg).await.unwrap()

@@ -64,6 +64,7 @@ enum Phase {
 pub struct AgentSession {
     claimed_host: String,
     agent_version: String,
+    tunnel_address: String,
     reconcile: protocol::Config,
     phase: Phase,
     mode: Option<pb::SyncMode>,
@@ -82,12 +83,19 @@ fn send(body: pb::agent_message::Body) -> AgentAction {
 }
 
 impl AgentSession {
+    /// Announces this host's tunnel endpoint in Hello.
+    pub fn with_tunnel_address(mut self, addr: Option<std::net::IpAddr>) -> Self {
+        self.tunnel_address = addr.map(|a| a.to_string()).unwrap_or_default();
+        self
+    }
+
     /// A session. `claimed_host` may be empty; if not, the controller checks it against the
     /// certificate.
     pub fn new(claimed_host: impl Into<String>, agent_version: impl Into<String>) -> Self {
         AgentSession {
             claimed_host: claimed_host.into(),
             agent_version: agent_version.into(),
+            tunnel_address: String::new(),
             reconcile: protocol::Config::default(),
             phase: Phase::AwaitWelcome,
             mode: None,
@@ -128,6 +136,7 @@ impl AgentSession {
                 revision: view.revision,
                 record_count: view.records.len() as u64,
                 agent_version: self.agent_version.clone(),
+                tunnel_address: self.tunnel_address.clone(),
             })),
         }
     }

@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bgp_cli; // Hook (BGP integration): `weft bgp`.
 mod cli;
+mod hosts_cli;
 mod output;
 mod up;
 
@@ -55,6 +56,18 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: bgp_cli::BgpCmd,
     }, // Hook (BGP integration).
+    /// Run the host agent: dial the controller, keep the view, forward packets.
+    Agent(weft_agent::cli::AgentArgs),
+    /// Hosts: enroll this host, list, revoke or remove hosts.
+    Host {
+        #[command(subcommand)]
+        cmd: hosts_cli::HostCmd,
+    },
+    /// One-time join tokens for enrolling hosts.
+    JoinToken {
+        #[command(subcommand)]
+        cmd: hosts_cli::JoinTokenCmd,
+    },
     #[command(flatten)]
     Resource(cli::ResourceCmd),
 }
@@ -62,7 +75,7 @@ pub enum Cmd {
 fn main() -> std::process::ExitCode {
     let opts = Opts::parse();
     let default_level = match opts.cmd {
-        Cmd::Up(_) => "info",
+        Cmd::Up(_) | Cmd::Agent(_) => "info",
         _ => "warn",
     };
     tracing_subscriber::fmt()
@@ -77,6 +90,9 @@ fn main() -> std::process::ExitCode {
         match opts.cmd {
             Cmd::Up(ref a) => up::run(&opts, a).await,
             Cmd::Resource(ref r) => cli::run(&opts, r).await,
+            Cmd::Agent(ref a) => weft_agent::cli::run_agent(a.clone()).await,
+            Cmd::Host { ref cmd } => hosts_cli::run_host(&opts, cmd).await,
+            Cmd::JoinToken { ref cmd } => hosts_cli::run_join_token(&opts, cmd).await,
             Cmd::Bgp { ref cmd } => bgp_cli::run(&opts, cmd).await, // Hook (BGP integration).
         }
     });

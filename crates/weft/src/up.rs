@@ -18,6 +18,9 @@ pub struct UpArgs {
     /// Policy file (default: <data-dir>/policy.yaml, created with the defaults).
     #[arg(long)]
     pub policy: Option<PathBuf>,
+    /// Southbound (host agents, TLS) listen address; `off` runs without one.
+    #[arg(long, default_value = "0.0.0.0:9798")]
+    pub southbound: String,
     /// Intent store: `embedded` (a file in the data directory) or
     /// `etcd://host:port[,host:port...]` (controllers on one etcd are replicas).
     #[arg(long, env = "WEFT_STORE", default_value = "embedded", value_parser = weft_controller::StoreConfig::parse)]
@@ -30,6 +33,20 @@ pub async fn run(opts: &Opts, args: &UpArgs) -> Result<()> {
     cfg.listen = args.listen;
     cfg.policy_file = args.policy.clone();
     cfg.store = args.store.clone();
+    cfg.southbound = if args.southbound == "off" {
+        None
+    } else {
+        let listen = args.southbound.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "--southbound {:?} is not an address like 0.0.0.0:9798 (or `off`)",
+                args.southbound
+            )
+        })?;
+        Some(weft_controller::southbound::SouthboundConfig {
+            listen,
+            ..Default::default()
+        })
+    };
     let ctl = Controller::start(cfg).await?;
     let data = opts.data_dir.display();
     println!("Weft controller is up.");
@@ -39,6 +56,12 @@ pub async fn run(opts: &Opts, args: &UpArgs) -> Result<()> {
     );
     println!("  data         {data}/ (embedded store intent.redb)");
     println!("  policy file  {}", ctl.policy_file.display());
+    match ctl.southbound_addr {
+        Some(a) => println!(
+            "  southbound   {a} (host agents: weft join-token create, then weft host enroll)"
+        ),
+        None => println!("  southbound   off"),
+    }
     match &ctl.new_admin_token {
         Some(t) => println!(
             "  admin token  {t}\n               (shown once; saved in {})",

@@ -21,7 +21,13 @@ fn start(data: &std::path::Path) -> Server {
     let mut child = Command::new(env!("CARGO_BIN_EXE_weft"))
         .args(["--data-dir"])
         .arg(data)
-        .args(["up", "--listen", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--southbound",
+            "127.0.0.1:0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

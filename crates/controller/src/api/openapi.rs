@@ -269,6 +269,32 @@ pub fn document(extra_paths: Map<String, Value>) -> Value {
 /// Paths of endpoints outside the per-kind CRUD.
 pub fn extra_paths() -> Map<String, Value> {
     let mut m = Map::new();
+    for (path, ops) in [
+        (
+            "/v1/hosts",
+            json!({"get": {"tags": ["hosts"], "summary": "Hosts with connection state and last-seen", "operationId": "list_hosts", "responses": {"200": {"description": "Hosts"}}}}),
+        ),
+        (
+            "/v1/hosts/{name}",
+            json!({"delete": {"tags": ["hosts"], "summary": "Remove a host (its certificate stops working, its connection closes)", "operationId": "delete_host", "responses": {"204": {"description": "Removed"}}}}),
+        ),
+        (
+            "/v1/hosts/{name}/revoke",
+            json!({"post": {"tags": ["hosts"], "summary": "Revoke a host's certificate and close its connection", "operationId": "revoke_host", "responses": {"200": {"description": "Revoked"}}}}),
+        ),
+        (
+            "/v1/join-tokens",
+            json!({
+            "get": {"tags": ["hosts"], "summary": "Join tokens (without secrets)", "operationId": "list_join_tokens", "responses": {"200": {"description": "Tokens"}}},
+            "post": {"tags": ["hosts"], "summary": "Create a one-time join token for `weft host enroll`", "operationId": "create_join_token", "responses": {"201": {"description": "The token, shown once"}}}}),
+        ),
+        (
+            "/v1/join-tokens/{id}",
+            json!({"delete": {"tags": ["hosts"], "summary": "Delete a join token", "operationId": "delete_join_token", "responses": {"204": {"description": "Deleted"}}}}),
+        ),
+    ] {
+        m.insert(path.into(), ops);
+    }
     m.insert(
         "/v1/trace".into(),
         json!({"post": {

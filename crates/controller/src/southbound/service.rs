@@ -236,6 +236,21 @@ async fn drive(
         let actions = tokio::select! {
             m = incoming.message() => match m {
                 Ok(Some(m)) => {
+                    // A host's own row: where its tunnel ends. Checked to be a
+                    // unicast address; identity comes from the certificate.
+                    if let Some(pb::agent_message::Body::Hello(h)) = &m.body
+                        && !h.tunnel_address.is_empty()
+                    {
+                        match h.tunnel_address.parse::<std::net::IpAddr>() {
+                            Ok(ip) if !ip.is_unspecified() && !ip.is_multicast() => {
+                                shared.sink.host_tunnel(&host, ip).await;
+                            }
+                            _ => {
+                                warn!(%host, address = %h.tunnel_address, "refused tunnel address");
+                                shared.registry.refused(&host);
+                            }
+                        }
+                    }
                     let r = session.handle_message(m, view.as_ref(), Instant::now());
                     shared.registry.touch(&host, now_unix(), session.applied_revision());
                     match r {

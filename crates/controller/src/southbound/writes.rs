@@ -28,6 +28,9 @@ pub trait HostWriteSink: Send + Sync + 'static {
 
     /// The learned bindings of a port changed (learned, refreshed with news, or expired).
     async fn bindings_changed(&self, _port_id: &str, _bindings: &[LearnedBinding]) {}
+
+    /// A host announced its tunnel endpoint (its own row).
+    async fn host_tunnel(&self, _host: &str, _tunnel: std::net::IpAddr) {}
 }
 
 /// A [`HostWriteSink`] over in-memory maps: port bindings set by the caller (standing in for
