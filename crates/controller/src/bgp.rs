@@ -708,6 +708,9 @@ pub fn external_routes(
 struct Shared {
     config: Option<BgpConfig>,
     revision: Revision,
+    /// This replica runs the speaker (always, on the embedded store; the
+    /// holder of the singleton lock, on etcd).
+    active: bool,
     speaker: Option<SpeakerHandle>,
     /// Why the speaker is not running although configured.
     error: Option<String>,
@@ -829,12 +832,26 @@ impl BgpService {
         intent: IntentService,
         compile: CompileService,
     ) -> Result<Self, BgpError> {
+        Self::start_with(store, intent, compile, true).await
+    }
+
+    /// Like [`BgpService::start`]; with `active` false the speaker waits for
+    /// [`BgpService::set_active`] (replicas on etcd wait for the singleton lock).
+    pub async fn start_with(
+        store: Arc<dyn Store>,
+        intent: IntentService,
+        compile: CompileService,
+        active: bool,
+    ) -> Result<Self, BgpError> {
         let (kv, _) = store.get(CONFIG_KEY).await?;
         let (speaker_tx, speaker_rx) = watch::channel(None);
         let svc = BgpService {
             store,
             intent,
-            shared: Arc::new(Mutex::new(Shared::default())),
+            shared: Arc::new(Mutex::new(Shared {
+                active,
+                ..Shared::default()
+            })),
             update: Arc::new(tokio::sync::Mutex::new(())),
             speaker_tx: Arc::new(speaker_tx),
             task: Arc::new(Mutex::new(None)),
@@ -865,9 +882,66 @@ impl BgpService {
         Ok(svc)
     }
 
+    /// Makes this replica run the speaker or not (the BGP speaker is a
+    /// singleton among controller replicas: the holder of the etcd lock
+    /// runs it). Activation reloads the stored configuration.
+    pub async fn set_active(&self, active: bool) -> Result<(), BgpError> {
+        let _guard = self.update.lock().await;
+        self.shared.lock().expect("bgp lock").active = active;
+        if active {
+            self.reload_locked().await
+        } else {
+            let cfg = self.config();
+            self.apply(None).await?;
+            // Keep showing the configuration in force elsewhere.
+            self.shared.lock().expect("bgp lock").config = cfg;
+            Ok(())
+        }
+    }
+
+    /// Reloads the stored configuration (another replica may have changed it).
+    pub async fn reload(&self) -> Result<(), BgpError> {
+        let _guard = self.update.lock().await;
+        self.reload_locked().await
+    }
+
+    async fn reload_locked(&self) -> Result<(), BgpError> {
+        let (kv, _) = self.store.get(CONFIG_KEY).await?;
+        let (cfg, revision) = match kv {
+            Some(kv) => (
+                serde_json::from_slice::<BgpConfig>(&kv.value).ok(),
+                kv.mod_revision,
+            ),
+            None => (None, 0),
+        };
+        if self.shared.lock().expect("bgp lock").revision == revision && revision != 0 {
+            let running = self.shared.lock().expect("bgp lock").speaker.is_some();
+            let active = self.shared.lock().expect("bgp lock").active;
+            if running == active {
+                return Ok(());
+            }
+        }
+        self.shared.lock().expect("bgp lock").revision = revision;
+        self.apply(cfg).await
+    }
+
     /// Starts, reconfigures or stops the speaker for `cfg`.
     async fn apply(&self, cfg: Option<BgpConfig>) -> Result<(), BgpError> {
         let current = self.shared.lock().expect("bgp lock").speaker.clone();
+        let active = self.shared.lock().expect("bgp lock").active;
+        if !active {
+            // Another replica runs the speaker; remember the configuration only.
+            if let Some(h) = current {
+                h.shutdown().await;
+            }
+            let mut s = self.shared.lock().expect("bgp lock");
+            s.speaker = None;
+            s.config = cfg;
+            s.error = None;
+            drop(s);
+            self.speaker_tx.send_replace(None);
+            return Ok(());
+        }
         match (cfg, current) {
             (Some(cfg), Some(h)) => {
                 h.update_config(cfg.speaker_config()).await?;

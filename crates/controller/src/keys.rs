@@ -11,6 +11,9 @@ pub const INTENT: &str = "intent/";
 /// compare, catches up and retries).
 pub const INTENT_SEQ: &str = "meta/intent-seq";
 
+/// The lock the replica running the singletons (the BGP speaker) holds.
+pub const SINGLETONS: &str = "meta/singletons";
+
 /// Prefix of API tokens (`auth/tokens/<token-id>`).
 pub const TOKENS: &str = "auth/tokens/";
 

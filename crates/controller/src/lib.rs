@@ -105,6 +105,7 @@ pub struct Controller {
     compile: compile::CompileService,
     bgp: bgp::BgpService, // Hook (BGP integration).
     southbound: Option<southbound::Southbound>,
+    singleton_task: Option<JoinHandle<()>>,
     /// The southbound address agents dial, when running.
     pub southbound_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
@@ -134,6 +135,7 @@ impl Controller {
     pub async fn start(cfg: ControllerConfig) -> Result<Controller> {
         std::fs::create_dir_all(&cfg.data_dir)
             .with_context(|| format!("creating data directory {}", cfg.data_dir.display()))?;
+        let mut etcd: Option<weft_etcd::EtcdStore> = None;
         let store: Arc<dyn Store> = match &cfg.store {
             StoreConfig::Embedded => {
                 let path = cfg.data_dir.join("intent.redb");
@@ -143,11 +145,13 @@ impl Controller {
                     })?,
                 )
             }
-            StoreConfig::Etcd(endpoints) => Arc::new(
-                weft_etcd::EtcdStore::connect(endpoints)
+            StoreConfig::Etcd(endpoints) => {
+                let e = weft_etcd::EtcdStore::connect(endpoints)
                     .await
-                    .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?,
-            ),
+                    .with_context(|| format!("connecting to etcd at {}", endpoints.join(",")))?;
+                etcd = Some(e.clone());
+                Arc::new(e)
+            }
         };
         let policy_file = cfg
             .policy_file
@@ -179,7 +183,18 @@ impl Controller {
 
         let compile = compile::CompileService::start(intent.clone());
         // Hook (BGP integration): the speaker, its config from the store, route sync.
-        let bgp = bgp::BgpService::start(store.clone(), intent.clone(), compile.clone()).await?;
+        // On etcd, singletons (the BGP speaker) run on the replica holding
+        // the lock and move when it dies; every replica follows their config.
+        let bgp = bgp::BgpService::start_with(
+            store.clone(),
+            intent.clone(),
+            compile.clone(),
+            etcd.is_none(),
+        )
+        .await?;
+        let singleton_task = etcd
+            .clone()
+            .map(|etcd| tokio::spawn(singletons(etcd, store.clone(), bgp.clone())));
         let state = api::AppState {
             intent: intent.clone(),
             tokens,
@@ -234,6 +249,7 @@ impl Controller {
             compile,
             bgp,
             southbound_addr: southbound.as_ref().map(|s| s.addr()),
+            singleton_task,
             southbound,
             stop: Some(stop),
             server,
@@ -262,6 +278,11 @@ impl Controller {
 
     /// Stops serving and waits for in-flight requests.
     pub async fn shutdown(mut self) {
+        // Hand the singletons over (the lock's lease is revoked with it).
+        if let Some(t) = self.singleton_task.take() {
+            t.abort();
+            let _ = t.await;
+        }
         self.bgp.shutdown().await; // Hook (BGP integration): Cease to peers.
         if let Some(sb) = self.southbound.take() {
             sb.shutdown().await;
@@ -275,5 +296,61 @@ impl Controller {
     /// Waits until the server stops (for `weft up`).
     pub async fn wait(self) {
         let _ = self.server.await;
+    }
+}
+
+/// Holds the singleton lock in turn with the other replicas: while held,
+/// this replica runs the BGP speaker. Also follows the BGP configuration
+/// others write.
+async fn singletons(etcd: weft_etcd::EtcdStore, store: Arc<dyn Store>, bgp: bgp::BgpService) {
+    use futures::StreamExt;
+    let follow = {
+        let bgp = bgp.clone();
+        async move {
+            // Ends with the singletons task (aborted on shutdown).
+            loop {
+                let from = store.revision().await.unwrap_or(0) + 1;
+                match store.watch(bgp::CONFIG_KEY, from).await {
+                    Ok(mut w) => {
+                        while let Some(Ok(_)) = w.next().await {
+                            if let Err(e) = bgp.reload().await {
+                                tracing::warn!(error = %e, "reloading the BGP configuration");
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "watching the BGP configuration"),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let follower = tokio::spawn(follow);
+    struct AbortOnDrop(JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _follower = AbortOnDrop(follower);
+    let id = uuid::Uuid::new_v4().to_string();
+    loop {
+        match etcd
+            .campaign(keys::SINGLETONS, &id, std::time::Duration::from_secs(5))
+            .await
+        {
+            Ok(guard) => {
+                info!(replica = %id, "holding the singleton lock: running the BGP speaker here");
+                if let Err(e) = bgp.set_active(true).await {
+                    tracing::warn!(error = %e, "starting the BGP speaker");
+                }
+                guard.lost().await;
+                tracing::warn!(replica = %id, "lost the singleton lock: stopping the BGP speaker");
+                let _ = bgp.set_active(false).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "campaigning for the singleton lock");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        }
     }
 }

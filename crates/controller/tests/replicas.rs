@@ -148,6 +148,39 @@ async fn two_replicas_share_one_intent() {
     uniq.dedup();
     assert_eq!(uniq.len(), ips.len(), "an address was given twice: {ips:?}");
     let _ = g1;
-    a.shutdown().await;
-    b.shutdown().await;
+
+    // The BGP speaker is a singleton: configured through either replica,
+    // it runs on exactly one, and moves when that one goes away. Passive
+    // peers: no packet leaves the machine.
+    let cfg = json!({"local_as": 64512, "router_id": "192.0.2.100", "listen": null,
+        "peers": [{"address": "192.0.2.254", "remote_as": 65001, "passive": true}]});
+    cb.request(weft_client::Method::PUT, "/v1/bgp", &[], Some(&cfg), None)
+        .await
+        .unwrap();
+    let running = |c: Client| async move {
+        c.request(weft_client::Method::GET, "/v1/bgp", &[], None, None)
+            .await
+            .map(|(_, _, v)| {
+                v["running"].as_bool().unwrap_or(false)
+                    && !v["peers"].as_array().map_or(true, |p| p.is_empty())
+            })
+            .unwrap_or(false)
+    };
+    eventually("exactly one replica to run the speaker", || {
+        let (ca, cb) = (ca.clone(), cb.clone());
+        async move { running(ca).await ^ running(cb).await }
+    })
+    .await;
+    let (leader, follower, fc) = if running(ca.clone()).await {
+        (a, b, cb.clone())
+    } else {
+        (b, a, ca.clone())
+    };
+    leader.shutdown().await;
+    eventually("the speaker to move to the other replica", || {
+        let fc = fc.clone();
+        async move { running(fc).await }
+    })
+    .await;
+    follower.shutdown().await;
 }
