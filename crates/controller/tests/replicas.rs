@@ -162,7 +162,7 @@ async fn two_replicas_share_one_intent() {
             .await
             .map(|(_, _, v)| {
                 v["running"].as_bool().unwrap_or(false)
-                    && !v["peers"].as_array().map_or(true, |p| p.is_empty())
+                    && v["peers"].as_array().is_some_and(|p| !p.is_empty())
             })
             .unwrap_or(false)
     };
