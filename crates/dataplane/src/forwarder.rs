@@ -20,12 +20,25 @@
 //! Frames are processed as soon as a read returns; datagrams for the tunnel
 //! are queued and flushed with one `sendmmsg` when the source runs dry or the
 //! queue is large, so batching grows with load and costs no latency when idle.
+//!
+//! # Control path
+//!
+//! TAPs come and go while the workers run ([`ForwarderHandle::add_tap`],
+//! [`ForwarderHandle::remove_tap`]). A TAP lives in a numbered slot (its
+//! [`VifId`]), at most [`ForwarderConfig::max_taps`] of them. Each worker owns
+//! a command queue signalled by an eventfd in its epoll set; the caller queues
+//! the change for every worker and waits until all of them have applied it, so
+//! when `add_tap` returns every worker can send to the new TAP (and the TAP
+//! worker reads it), and when `remove_tap` returns none touches it any more.
+//! Frames built outside the workers (periodic router advertisements) are
+//! queued the same way ([`ForwarderHandle::inject`]).
 
 use std::io::{self, IoSlice};
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
 use nix::sys::eventfd::{EfdFlags, EventFd};
@@ -52,6 +65,11 @@ const FLUSH_DATAGRAMS: usize = 512;
 
 const TOKEN_STOP: u64 = u64::MAX;
 const TOKEN_TUNNEL: u64 = u64::MAX - 1;
+const TOKEN_CONTROL: u64 = u64::MAX - 2;
+/// How long a control operation waits for the workers to apply it.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(5);
+/// Frames queued by [`ForwarderHandle::inject`] before further ones are dropped.
+const INJECT_QUEUE: usize = 4096;
 
 /// How the work is spread over threads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -73,6 +91,28 @@ pub struct TapConfig {
     pub name: String,
     /// Header and offload settings.
     pub options: TapOptions,
+    /// MTU to give the interface; `None` keeps the kernel's default (1500).
+    pub mtu: Option<u16>,
+}
+
+impl TapConfig {
+    /// A TAP with default options and MTU.
+    pub fn new(name: impl Into<String>) -> Self {
+        TapConfig {
+            name: name.into(),
+            options: TapOptions::default(),
+            mtu: None,
+        }
+    }
+
+    /// Creates and configures the TAP in the calling thread's network namespace.
+    pub fn open(&self) -> Result<Tap, Error> {
+        let tap = Tap::open(&self.name, self.options)?;
+        if let Some(mtu) = self.mtu {
+            tap.set_mtu(mtu)?;
+        }
+        Ok(tap)
+    }
 }
 
 /// What the forwarder opens and how it runs.
@@ -95,6 +135,9 @@ pub struct ForwarderConfig {
     /// MTU of the underlay path. TCP super-frames are segmented so that every
     /// VXLAN packet fits it; larger single frames are left to IP fragmentation.
     pub underlay_mtu: u16,
+    /// Most TAPs at once (initial and added later); bounds the per-TAP
+    /// counter memory (64 bytes per slot and worker).
+    pub max_taps: usize,
 }
 
 impl ForwarderConfig {
@@ -102,13 +145,7 @@ impl ForwarderConfig {
     /// on, one worker thread, remote port equal to the local one.
     pub fn new(taps: impl IntoIterator<Item = String>, tunnel_local: SocketAddr) -> Self {
         ForwarderConfig {
-            taps: taps
-                .into_iter()
-                .map(|name| TapConfig {
-                    name,
-                    options: TapOptions::default(),
-                })
-                .collect(),
+            taps: taps.into_iter().map(TapConfig::new).collect(),
             tunnel_local,
             remote_port: tunnel_local.port(),
             tunnel: TunnelOptions::default(),
@@ -116,6 +153,7 @@ impl ForwarderConfig {
             rx_batch: 32,
             coalesce: true,
             underlay_mtu: 1500,
+            max_taps: 1024,
         }
     }
 }
@@ -132,16 +170,17 @@ impl Forwarder {
     /// Creates the TAPs and binds the tunnel socket, in the calling thread's
     /// network namespace. Nothing runs until [`Forwarder::start`].
     pub fn open(cfg: ForwarderConfig) -> Result<Forwarder, Error> {
-        if cfg.taps.len() >= u32::MAX as usize {
+        if cfg.max_taps >= u32::MAX as usize / 2 || cfg.taps.len() > cfg.max_taps {
             return Err(Error::Config(format!(
-                "{} TAPs is too many",
-                cfg.taps.len()
+                "{} TAPs with max_taps {}: max_taps must hold the initial TAPs and stay below 2^31",
+                cfg.taps.len(),
+                cfg.max_taps
             )));
         }
         let taps = cfg
             .taps
             .iter()
-            .map(|t| Tap::open(&t.name, t.options).map(Arc::new))
+            .map(|t| t.open().map(Arc::new))
             .collect::<Result<Vec<_>, _>>()?;
         let tunnel = Arc::new(TunnelSocket::bind(cfg.tunnel_local, cfg.tunnel)?);
         Ok(Forwarder { taps, tunnel, cfg })
@@ -172,28 +211,54 @@ impl Forwarder {
                 }
             })?,
         );
-        let all: Vec<VifId> = (0..self.taps.len() as u32).map(VifId).collect();
-        let roles: Vec<(&'static str, Vec<VifId>, bool)> = match self.cfg.threading {
-            Threading::Single => vec![("weft-fwd", all, true)],
+        let roles: Vec<(&'static str, bool, bool)> = match self.cfg.threading {
+            Threading::Single => vec![("weft-fwd", true, true)],
             Threading::PerDirection => {
-                vec![("weft-fwd-tap", all, false), ("weft-fwd-tun", vec![], true)]
+                vec![("weft-fwd-tap", true, false), ("weft-fwd-tun", false, true)]
             }
         };
+        let max = self.cfg.max_taps.max(self.taps.len());
+        let mut slots: Vec<Option<Arc<Tap>>> = vec![None; max];
+        for (i, t) in self.taps.iter().enumerate() {
+            slots[i] = Some(t.clone());
+        }
+        let mut workers = Vec::new();
+        let mut counters = Vec::new();
+        for (_, rx_taps, _) in &roles {
+            workers.push(Arc::new(WorkerControl {
+                queue: Mutex::new(Vec::new()),
+                wake: EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
+                    .map_err(runtime("eventfd"))?,
+                rx_taps: *rx_taps,
+                dead: AtomicBool::new(false),
+            }));
+            counters.push(Arc::new(WorkerCounters::new(max)));
+        }
+        let control = Arc::new(Control {
+            workers,
+            counters,
+            slots: Mutex::new(slots.clone()),
+        });
         let mut running = RunningForwarder {
             stop: stop.clone(),
             handles: Vec::new(),
-            counters: Vec::new(),
-            vifs: self.taps.len(),
+            control: control.clone(),
         };
         for (i, (name, rx_taps, rx_tunnel)) in roles.into_iter().enumerate() {
-            let counters = Arc::new(WorkerCounters::new(self.taps.len()));
+            let counters = control.counters[i].clone();
+            let rx_taps: Vec<VifId> = if rx_taps {
+                (0..self.taps.len() as u32).map(VifId).collect()
+            } else {
+                Vec::new()
+            };
             let setup = WorkerSetup {
                 processor: make(i),
-                taps: self.taps.clone(),
+                taps: slots.clone(),
                 tunnel: self.tunnel.clone(),
                 rx_taps,
                 rx_tunnel,
                 stop: stop.clone(),
+                control: control.workers[i].clone(),
                 counters: counters.clone(),
                 remote_port: self.cfg.remote_port,
                 rx_batch: self.cfg.rx_batch,
@@ -214,9 +279,180 @@ impl Forwarder {
                     source: e,
                 })?;
             running.handles.push(handle);
-            running.counters.push(counters);
         }
         Ok(running)
+    }
+}
+
+/// A change queued for one worker.
+enum Command {
+    /// Start sending to (and, on the TAP worker, reading) a TAP in a slot.
+    AddTap {
+        vif: VifId,
+        tap: Arc<Tap>,
+        done: mpsc::Sender<()>,
+    },
+    /// Forget the TAP in a slot.
+    RemoveTap { vif: VifId, done: mpsc::Sender<()> },
+    /// Send a frame built outside the workers.
+    Send { to: Endpoint, frame: Vec<u8> },
+}
+
+/// One worker's command queue.
+struct WorkerControl {
+    queue: Mutex<Vec<Command>>,
+    wake: EventFd,
+    /// This worker reads the TAPs.
+    rx_taps: bool,
+    /// The worker has exited; nothing will drain its queue.
+    dead: AtomicBool,
+}
+
+impl WorkerControl {
+    fn push(&self, c: Command) -> bool {
+        if self.dead.load(Ordering::Acquire) {
+            return false;
+        }
+        self.queue.lock().unwrap_or_else(|e| e.into_inner()).push(c);
+        let _ = self.wake.write(1);
+        true
+    }
+}
+
+/// What the handles share with the workers.
+struct Control {
+    workers: Vec<Arc<WorkerControl>>,
+    counters: Vec<Arc<WorkerCounters>>,
+    /// The authoritative TAP table, by slot.
+    slots: Mutex<Vec<Option<Arc<Tap>>>>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control")
+            .field("workers", &self.workers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A cloneable handle on a running forwarder: add and remove TAPs, inject
+/// frames, read counters. Usable from any thread while the workers run.
+#[derive(Debug, Clone)]
+pub struct ForwarderHandle {
+    control: Arc<Control>,
+}
+
+impl ForwarderHandle {
+    /// Creates a TAP (in the calling thread's network namespace) and starts
+    /// forwarding it in a free slot. When this returns, every worker knows it.
+    pub fn add_tap(&self, cfg: &TapConfig) -> Result<(VifId, Arc<Tap>), Error> {
+        let tap = Arc::new(cfg.open()?);
+        let vif = self.attach(tap.clone())?;
+        Ok((vif, tap))
+    }
+
+    /// Starts forwarding an already open TAP in a free slot.
+    pub fn attach(&self, tap: Arc<Tap>) -> Result<VifId, Error> {
+        let mut slots = self.control.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(free) = slots.iter().position(Option::is_none) else {
+            return Err(Error::Config(format!(
+                "all {} TAP slots are in use; raise max_taps to add {}",
+                slots.len(),
+                tap.name()
+            )));
+        };
+        let vif = VifId(free as u32);
+        slots[free] = Some(tap.clone());
+        let result = self.broadcast(|done| Command::AddTap {
+            vif,
+            tap: tap.clone(),
+            done,
+        });
+        if let Err(e) = result {
+            slots[free] = None;
+            // Workers that did apply it must forget it again.
+            let _ = self.broadcast(|done| Command::RemoveTap { vif, done });
+            return Err(e);
+        }
+        Ok(vif)
+    }
+
+    /// Stops forwarding the TAP in slot `vif` and closes it (the kernel then
+    /// deletes the interface, in whichever namespace it is). When this
+    /// returns, no worker reads or writes it.
+    pub fn remove_tap(&self, vif: VifId) -> Result<(), Error> {
+        let mut slots = self.control.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(slot) = slots.get_mut(vif.0 as usize) else {
+            return Err(Error::Config(format!("no TAP slot {}", vif.0)));
+        };
+        let Some(tap) = slot.take() else {
+            return Ok(());
+        };
+        let r = self.broadcast(|done| Command::RemoveTap { vif, done });
+        drop(tap);
+        r
+    }
+
+    /// Queues a frame (no offload pending) to be sent to `to` by a worker;
+    /// false if the queue is full or the workers are gone.
+    pub fn inject(&self, to: Endpoint, frame: &[u8]) -> bool {
+        let w = &self.control.workers[0];
+        if w.queue.lock().unwrap_or_else(|e| e.into_inner()).len() >= INJECT_QUEUE {
+            return false;
+        }
+        w.push(Command::Send {
+            to,
+            frame: frame.to_vec(),
+        })
+    }
+
+    /// The TAPs in use, by slot.
+    pub fn taps(&self) -> Vec<(VifId, Arc<Tap>)> {
+        self.control
+            .slots
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| t.as_ref().map(|t| (VifId(i as u32), t.clone())))
+            .collect()
+    }
+
+    /// A snapshot of all counters; `vifs` reaches up to the highest slot in use.
+    pub fn stats(&self) -> Stats {
+        let names: Vec<String> = {
+            let slots = self.control.slots.lock().unwrap_or_else(|e| e.into_inner());
+            let n = slots.iter().rposition(Option::is_some).map_or(0, |i| i + 1);
+            slots[..n]
+                .iter()
+                .map(|t| t.as_ref().map_or_else(String::new, |t| t.name().to_owned()))
+                .collect()
+        };
+        Stats::sum(names, self.control.counters.iter().map(|c| &**c))
+    }
+
+    /// Queues a command for every worker and waits until all applied it.
+    fn broadcast(&self, mut make: impl FnMut(mpsc::Sender<()>) -> Command) -> Result<(), Error> {
+        let (tx, rx) = mpsc::channel();
+        let mut queued = 0;
+        for w in &self.control.workers {
+            if !w.push(make(tx.clone())) {
+                return Err(Error::Runtime {
+                    op: "control command",
+                    source: io::Error::other("a worker thread has stopped"),
+                });
+            }
+            queued += 1;
+        }
+        drop(tx);
+        for _ in 0..queued {
+            rx.recv_timeout(CONTROL_TIMEOUT)
+                .map_err(|e| Error::Runtime {
+                    op: "waiting for the workers to apply a TAP change",
+                    source: io::Error::new(io::ErrorKind::TimedOut, e.to_string()),
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -225,14 +461,20 @@ impl Forwarder {
 pub struct RunningForwarder {
     stop: Arc<EventFd>,
     handles: Vec<JoinHandle<Result<(), Error>>>,
-    counters: Vec<Arc<WorkerCounters>>,
-    vifs: usize,
+    control: Arc<Control>,
 }
 
 impl RunningForwarder {
     /// A snapshot of all counters.
     pub fn stats(&self) -> Stats {
-        Stats::sum(self.vifs, self.counters.iter().map(|c| &**c))
+        self.handle().stats()
+    }
+
+    /// A handle to change the TAP set and inject frames while running.
+    pub fn handle(&self) -> ForwarderHandle {
+        ForwarderHandle {
+            control: self.control.clone(),
+        }
     }
 
     /// Stops the workers, waits for them and returns the final counters, or
@@ -270,11 +512,12 @@ impl Drop for RunningForwarder {
 
 struct WorkerSetup<P> {
     processor: P,
-    taps: Vec<Arc<Tap>>,
+    taps: Vec<Option<Arc<Tap>>>,
     tunnel: Arc<TunnelSocket>,
     rx_taps: Vec<VifId>,
     rx_tunnel: bool,
     stop: Arc<EventFd>,
+    control: Arc<WorkerControl>,
     counters: Arc<WorkerCounters>,
     remote_port: u16,
     rx_batch: usize,
@@ -284,7 +527,8 @@ struct WorkerSetup<P> {
 
 /// The sending half of a worker: everything a processed frame may go to.
 struct Io {
-    taps: Vec<Arc<Tap>>,
+    /// The TAPs this worker may send to, by slot.
+    taps: Vec<Option<Arc<Tap>>>,
     tunnel: Arc<TunnelSocket>,
     tx: SendBatch,
     remote_port: u16,
@@ -310,17 +554,35 @@ fn runtime(op: &'static str) -> impl FnOnce(nix::Error) -> Error {
 }
 
 fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
+    let control = s.control.clone();
+    let r = worker_loop(s);
+    // Nothing drains the queue any more: fail pending and future commands.
+    control.dead.store(true, Ordering::Release);
+    control
+        .queue
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
+    r
+}
+
+fn worker_loop<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
     let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).map_err(runtime("epoll_create"))?;
     epoll
         .add(&*s.stop, EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_STOP))
         .map_err(runtime("epoll_ctl stop"))?;
+    epoll
+        .add(
+            &s.control.wake,
+            EpollEvent::new(EpollFlags::EPOLLIN, TOKEN_CONTROL),
+        )
+        .map_err(runtime("epoll_ctl control"))?;
     for v in &s.rx_taps {
-        epoll
-            .add(
-                &*s.taps[v.0 as usize],
-                EpollEvent::new(EpollFlags::EPOLLIN, u64::from(v.0)),
-            )
-            .map_err(runtime("epoll_ctl tap"))?;
+        if let Some(tap) = &s.taps[v.0 as usize] {
+            epoll
+                .add(&**tap, EpollEvent::new(EpollFlags::EPOLLIN, u64::from(v.0)))
+                .map_err(runtime("epoll_ctl tap"))?;
+        }
     }
     if s.rx_tunnel {
         epoll
@@ -342,11 +604,12 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
         max_inner_frame: s.max_inner_frame,
         now: Instant::now(),
     };
-    let mut tap_buf = if s.rx_taps.is_empty() {
-        Vec::new()
-    } else {
+    let mut tap_buf = if s.control.rx_taps {
         vec![0u8; tap::MAX_FRAME]
+    } else {
+        Vec::new()
     };
+    let mut commands = Vec::new();
     let mut rx = s.rx_tunnel.then(|| TunnelRx {
         batch: RecvBatch::new(s.rx_batch),
         decap: Decapsulator::new(s.coalesce),
@@ -361,6 +624,17 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
         for ev in &events[..n] {
             match ev.data() {
                 TOKEN_STOP => return Ok(()),
+                TOKEN_CONTROL => {
+                    let _ = s.control.wake.read();
+                    std::mem::swap(
+                        &mut commands,
+                        &mut *s.control.queue.lock().unwrap_or_else(|e| e.into_inner()),
+                    );
+                    for c in commands.drain(..) {
+                        apply_command(c, &epoll, s.control.rx_taps, &mut io);
+                    }
+                    io.flush();
+                }
                 TOKEN_TUNNEL => {
                     if let Some(rx) = rx.as_mut() {
                         drain_tunnel(rx, &mut processor, &mut sink, &mut io)?;
@@ -368,14 +642,18 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
                 }
                 v => {
                     let vif = VifId(v as u32);
-                    if !drain_tap(vif, &mut tap_buf, &mut processor, &mut sink, &mut io) {
+                    // A stale event for a TAP removed earlier in this round.
+                    let Some(tap) = io.taps.get(v as usize).cloned().flatten() else {
+                        continue;
+                    };
+                    if !drain_tap(vif, &tap, &mut tap_buf, &mut processor, &mut sink, &mut io) {
                         // The device is gone (its namespace was deleted): stop
                         // polling it, or a level-triggered EPOLLERR would spin.
                         tracing::warn!(
-                            tap = io.taps[v as usize].name(),
+                            tap = tap.name(),
                             "TAP device is gone; no longer reading it"
                         );
-                        let _ = epoll.delete(&*io.taps[v as usize]);
+                        let _ = epoll.delete(&*tap);
                     }
                 }
             }
@@ -383,16 +661,49 @@ fn run_worker<P: PacketProcessor>(s: WorkerSetup<P>) -> Result<(), Error> {
     }
 }
 
+fn apply_command(c: Command, epoll: &Epoll, rx_taps: bool, io: &mut Io) {
+    match c {
+        Command::AddTap { vif, tap, done } => {
+            let i = vif.0 as usize;
+            if let Some(ctr) = io.ctr.vifs.get(i) {
+                ctr.reset();
+            }
+            if rx_taps
+                && let Err(e) = epoll.add(
+                    &*tap,
+                    EpollEvent::new(EpollFlags::EPOLLIN, u64::from(vif.0)),
+                )
+            {
+                tracing::error!(tap = tap.name(), error = %e, "cannot poll the new TAP");
+            }
+            if let Some(slot) = io.taps.get_mut(i) {
+                *slot = Some(tap);
+            }
+            let _ = done.send(());
+        }
+        Command::RemoveTap { vif, done } => {
+            if let Some(tap) = io.taps.get_mut(vif.0 as usize).and_then(Option::take)
+                && rx_taps
+            {
+                // Already gone if the device vanished earlier.
+                let _ = epoll.delete(&*tap);
+            }
+            let _ = done.send(());
+        }
+        Command::Send { to, frame } => io.send(to, &frame, &Offload::NONE),
+    }
+}
+
 /// Reads and processes up to [`TAP_BUDGET`] frames. Returns false when the
 /// device failed for good.
 fn drain_tap<P: PacketProcessor>(
     vif: VifId,
+    tap: &Tap,
     buf: &mut [u8],
     processor: &mut P,
     sink: &mut OutputSink,
     io: &mut Io,
 ) -> bool {
-    let tap = io.taps[vif.0 as usize].clone();
     let counters = io.ctr.clone();
     let ctr = &counters.vifs[vif.0 as usize];
     io.now = Instant::now();
@@ -543,8 +854,8 @@ fn process_one<P: PacketProcessor>(
     for &to in sink.forwards() {
         io.send(to, frame, &offload);
     }
-    for (to, f) in sink.emitted() {
-        io.send(to, f, &Offload::NONE);
+    for (to, f, o) in sink.emitted_with_offload() {
+        io.send(to, f, o);
     }
 }
 
@@ -582,7 +893,7 @@ impl Io {
     }
 
     fn write_tap(&mut self, vif: VifId, frame: &[u8], offload: &Offload) {
-        let Some(tap) = self.taps.get(vif.0 as usize) else {
+        let Some(Some(tap)) = self.taps.get(vif.0 as usize) else {
             self.ctr.drops.no_such_vif.add(1);
             return;
         };

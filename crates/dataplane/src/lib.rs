@@ -1,19 +1,26 @@
-//! Userspace forwarder I/O: TAP devices with virtio-net offloads, a VXLAN
+//! Userspace forwarder: TAP devices with virtio-net offloads, a VXLAN
 //! (RFC 7348) tunnel socket with batched UDP I/O (`recvmmsg`/`sendmmsg`, UDP
 //! GSO/GRO), software segmentation and coalescing, and a [`Forwarder`]
 //! runtime that moves frames between them through a [`PacketProcessor`].
 //!
-//! Forwarding decisions are not made here: they belong to the processor (the
-//! pipeline executor, or the [`StaticBridge`] used for tests and benchmarks).
-//! This crate must not grow policy, tables or control-plane logic; it is the
-//! edge where packets meet syscalls. `unsafe` is allowed only in [`tap`] and
-//! [`udp`] (ioctls, `recvmmsg`/`sendmmsg`, control messages).
+//! Forwarding decisions are made by the processor: [`PipelineProcessor`] runs
+//! the host's logical pipeline (`weft-pipeline`'s executor behind a flow
+//! cache, shared conntrack, local services from `weft-services`), and
+//! [`StaticBridge`] is a fixed bridge for tests and benchmarks.
+//! [`HostForwarder`] is what an agent drives: it applies host views (TAPs
+//! follow the program's vifs, programs swap atomically). This crate must not
+//! grow policy of its own: every forwarding rule comes from the program; it
+//! is the edge where packets meet syscalls. `unsafe` is allowed only in
+//! [`tap`] and [`udp`] (ioctls, `recvmmsg`/`sendmmsg`, control messages).
 //!
 //! Module map:
 //! - wire formats (pure): [`vxlan`], [`vnet`], [`csum`], `frame`
 //! - offload work (pure): [`gso`] segmentation, [`gro`] coalescing, [`decap`]
 //! - devices: [`tap`], [`udp`]
-//! - runtime: [`processor`] (the seam), [`forwarder`], [`stats`]
+//! - runtime: [`processor`] (the seam), [`forwarder`] (workers, control path
+//!   for TAPs), [`stats`]
+//! - pipeline: [`pipeline`] (the processor, flow cache, program state),
+//!   [`host`] (host forwarder, TAP naming, views, timers)
 
 pub mod csum;
 pub mod decap;
@@ -22,6 +29,8 @@ pub mod forwarder;
 mod frame;
 pub mod gro;
 pub mod gso;
+pub mod host;
+pub mod pipeline;
 pub mod processor;
 pub mod stats;
 #[allow(unsafe_code)]
@@ -32,7 +41,13 @@ pub mod vnet;
 pub mod vxlan;
 
 pub use error::{Error, OffloadError, WireError};
-pub use forwarder::{Forwarder, ForwarderConfig, RunningForwarder, TapConfig, Threading};
+pub use forwarder::{
+    Forwarder, ForwarderConfig, ForwarderHandle, RunningForwarder, TapConfig, Threading,
+};
+pub use host::{HostConfig, HostForwarder, HostMonitor, HostStats, TapInfo, tap_name};
+pub use pipeline::{
+    PipelineConfig, PipelineProcessor, PipelineShared, PipelineStats, ProgramState,
+};
 pub use processor::{
     BridgeLink, Endpoint, Input, OutputSink, PacketProcessor, StaticBridge, VifId,
 };

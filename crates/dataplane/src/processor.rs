@@ -3,9 +3,9 @@
 //! The [`Forwarder`](crate::Forwarder) reads frames from TAPs and the tunnel
 //! socket and hands each one, with its [`Offload`] state, to a
 //! [`PacketProcessor`]; the processor says where it goes through an
-//! [`OutputSink`]. The pipeline executor will implement this trait; until then
-//! [`StaticBridge`] is a fixed VXLAN point-to-point bridge used for tests and
-//! benchmarks.
+//! [`OutputSink`]. [`PipelineProcessor`](crate::pipeline::PipelineProcessor)
+//! runs the host's logical pipeline; [`StaticBridge`] is a fixed VXLAN
+//! point-to-point bridge used for tests and benchmarks.
 //!
 //! Super-frames (TSO from a guest, or TCP segments coalesced on receive) reach
 //! the processor as one frame: headers are those every segment will carry, so
@@ -57,7 +57,7 @@ pub struct Input<'a> {
 #[derive(Debug, Default)]
 pub struct OutputSink {
     forwards: Vec<Endpoint>,
-    emitted: Vec<(Endpoint, Range<usize>)>,
+    emitted: Vec<(Endpoint, Range<usize>, Offload)>,
     arena: Vec<u8>,
 }
 
@@ -76,9 +76,20 @@ impl OutputSink {
     /// Sends a frame the processor built itself (an ARP reply, an ICMP error):
     /// the bytes are copied and carry no offload.
     pub fn emit(&mut self, to: Endpoint, frame: &[u8]) {
+        self.emit_parts(to, &[frame], Offload::NONE);
+    }
+
+    /// Sends a frame made of `parts` (copied back to back) with offload work
+    /// still pending on it (e.g. a rewritten copy of a TSO super-frame whose
+    /// headers changed length). Returns the copy, for last fix-ups.
+    pub fn emit_parts(&mut self, to: Endpoint, parts: &[&[u8]], offload: Offload) -> &mut [u8] {
         let start = self.arena.len();
-        self.arena.extend_from_slice(frame);
-        self.emitted.push((to, start..self.arena.len()));
+        for p in parts {
+            self.arena.extend_from_slice(p);
+        }
+        let end = self.arena.len();
+        self.emitted.push((to, start..end, offload));
+        &mut self.arena[start..end]
     }
 
     /// Whether nothing was decided (the input is dropped).
@@ -87,19 +98,26 @@ impl OutputSink {
     }
 
     /// Destinations of the input frame.
-    pub(crate) fn forwards(&self) -> &[Endpoint] {
+    pub fn forwards(&self) -> &[Endpoint] {
         &self.forwards
     }
 
     /// Frames built by the processor.
-    pub(crate) fn emitted(&self) -> impl Iterator<Item = (Endpoint, &[u8])> {
+    pub fn emitted(&self) -> impl Iterator<Item = (Endpoint, &[u8])> {
         self.emitted
             .iter()
-            .map(|(e, r)| (*e, &self.arena[r.clone()]))
+            .map(|(e, r, _)| (*e, &self.arena[r.clone()]))
+    }
+
+    /// Frames built by the processor, with their offload state.
+    pub fn emitted_with_offload(&self) -> impl Iterator<Item = (Endpoint, &[u8], &Offload)> {
+        self.emitted
+            .iter()
+            .map(|(e, r, o)| (*e, &self.arena[r.clone()], o))
     }
 
     /// Forgets the decisions of the previous frame.
-    pub(crate) fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.forwards.clear();
         self.emitted.clear();
         self.arena.clear();

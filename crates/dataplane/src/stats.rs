@@ -29,16 +29,24 @@ impl Counter {
         }
     }
 
+    /// Sets the counter (a gauge, or a reset when a slot is reused); only the
+    /// owning worker calls this.
+    #[inline]
+    pub(crate) fn set(&self, v: u64) {
+        self.0.store(v, Ordering::Relaxed);
+    }
+
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::Relaxed)
     }
 }
 
+/// Declares a live counter block (one writer) and its plain snapshot.
 macro_rules! counters {
     ($(#[$m:meta])* $live:ident => $snap:ident { $($(#[$fm:meta])* $f:ident,)* }) => {
         #[derive(Debug, Default)]
         pub(crate) struct $live {
-            $(pub(crate) $f: Counter,)*
+            $(pub(crate) $f: $crate::stats::Counter,)*
         }
 
         $(#[$m])*
@@ -48,18 +56,27 @@ macro_rules! counters {
         }
 
         impl $live {
-            fn add_to(&self, s: &mut $snap) {
+            #[allow(dead_code)]
+            pub(crate) fn add_to(&self, s: &mut $snap) {
                 $(s.$f += self.$f.get();)*
+            }
+
+            #[allow(dead_code)]
+            pub(crate) fn reset(&self) {
+                $(self.$f.set(0);)*
             }
         }
 
         impl $snap {
-            fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
+            /// The counters as `(name, value)` pairs, in declaration order.
+            pub fn fields(&self) -> impl Iterator<Item = (&'static str, u64)> {
                 [$((stringify!($f), self.$f),)*].into_iter()
             }
         }
     };
 }
+
+pub(crate) use counters;
 
 counters! {
     /// Counters of one TAP. Frames are what crossed the TAP (a super-frame counts once).
@@ -148,8 +165,10 @@ impl WorkerCounters {
 /// A snapshot of all forwarder counters.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Stats {
-    /// Per TAP, indexed by [`VifId`](crate::VifId).
+    /// Per TAP slot, indexed by [`VifId`](crate::VifId) (up to the highest slot used).
     pub vifs: Vec<VifStats>,
+    /// The TAP name of each slot of `vifs`; empty for a free slot.
+    pub names: Vec<String>,
     /// The tunnel socket.
     pub tunnel: TunnelStats,
     /// Drops by reason.
@@ -158,11 +177,12 @@ pub struct Stats {
 
 impl Stats {
     pub(crate) fn sum<'a>(
-        vifs: usize,
+        names: Vec<String>,
         blocks: impl IntoIterator<Item = &'a WorkerCounters>,
     ) -> Stats {
         let mut s = Stats {
-            vifs: vec![VifStats::default(); vifs],
+            vifs: vec![VifStats::default(); names.len()],
+            names,
             ..Stats::default()
         };
         for b in blocks {
@@ -180,6 +200,9 @@ impl fmt::Display for Stats {
     /// One `key=value` per line, e.g. `vif0.rx_frames=12`, for logs and scripts.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, v) in self.vifs.iter().enumerate() {
+            if self.names.get(i).is_some_and(String::is_empty) {
+                continue;
+            }
             for (k, n) in v.fields() {
                 writeln!(f, "vif{i}.{k}={n}")?;
             }
@@ -208,7 +231,7 @@ mod tests {
         a.tunnel.rx_queue_drops.max(9);
         a.tunnel.rx_queue_drops.max(2);
         a.drops.processor.add(1);
-        let s = Stats::sum(2, [&a, &b]);
+        let s = Stats::sum(vec!["t0".into(), "t1".into()], [&a, &b]);
         assert_eq!(s.vifs[1].rx_frames, 7);
         assert_eq!(s.vifs[0].rx_frames, 0);
         assert_eq!(s.tunnel.tx_datagrams, 5);
@@ -217,5 +240,10 @@ mod tests {
         assert!(text.contains("vif1.rx_frames=7\n"), "{text}");
         assert!(text.contains("tunnel.tx_datagrams=5\n"));
         assert!(text.contains("drops.processor=1\n"));
+        // Free slots are not printed.
+        let s = Stats::sum(vec![String::new(), "t1".into()], [&a, &b]);
+        let text = s.to_string();
+        assert!(!text.contains("vif0."), "{text}");
+        assert!(text.contains("vif1.rx_frames=7\n"), "{text}");
     }
 }

@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, IoSlice, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use crate::error::Error;
@@ -114,6 +114,14 @@ struct IfReqFlags {
     name: [libc::c_char; libc::IFNAMSIZ],
     flags: libc::c_short,
     _pad: [u8; 22],
+}
+
+/// `struct ifreq` with the `ifr_mtu` member of its union.
+#[repr(C)]
+struct IfReqMtu {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    mtu: libc::c_int,
+    _pad: [u8; 20],
 }
 
 impl Tap {
@@ -217,6 +225,44 @@ impl Tap {
         self.offloads
     }
 
+    /// Sets the interface's MTU (`SIOCSIFMTU`). The interface is looked up by
+    /// name in the calling thread's network namespace, so call it before the
+    /// kernel side is moved to a guest's namespace (the MTU moves with it).
+    pub fn set_mtu(&self, mtu: u16) -> Result<(), Error> {
+        let err = |op, source| Error::Tap {
+            name: self.name.clone(),
+            op,
+            source,
+        };
+        // SAFETY: plain socket(2) call; the descriptor is owned by `sock` right after.
+        let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+        if fd < 0 {
+            return Err(err("socket for SIOCSIFMTU", io::Error::last_os_error()));
+        }
+        // SAFETY: `fd` was just returned by socket(2) and is owned by nothing else.
+        let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+        let mut req = IfReqMtu {
+            name: [0; libc::IFNAMSIZ],
+            mtu: libc::c_int::from(mtu),
+            _pad: [0; 20],
+        };
+        for (dst, src) in req.name.iter_mut().zip(self.name.bytes()) {
+            *dst = src as libc::c_char;
+        }
+        // SAFETY: `sock` is an open socket and `req` a valid ifreq-sized buffer for the call.
+        let r = unsafe {
+            libc::ioctl(
+                sock.as_raw_fd(),
+                libc::SIOCSIFMTU,
+                &mut req as *mut IfReqMtu,
+            )
+        };
+        if r < 0 {
+            return Err(err("ioctl SIOCSIFMTU", io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+
     /// Reads one frame (with its virtio-net header if enabled) into `buf`,
     /// which should hold [`MAX_FRAME`] bytes. `WouldBlock` when none is queued.
     pub fn read(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -271,5 +317,6 @@ mod tests {
     #[test]
     fn ifreq_has_the_kernel_size() {
         assert_eq!(std::mem::size_of::<IfReqFlags>(), 40);
+        assert_eq!(std::mem::size_of::<IfReqMtu>(), 40);
     }
 }
