@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 pub mod cli;
 pub mod enroll;
+pub mod forwarding;
 pub mod runtime;
 pub mod store;
 pub mod tls;
