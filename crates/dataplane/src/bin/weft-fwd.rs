@@ -1,16 +1,28 @@
-//! `weft-fwd`: a static VXLAN point-to-point forwarder for tests and benchmarks.
+//! `weft-fwd`: the `weft-dataplane` forwarder on its own, for tests and benchmarks.
 //!
-//! Creates TAPs in the current network namespace and bridges each one to a
-//! remote VTEP with a VNI, through the `weft-dataplane` forwarder:
+//! Static bridge mode creates TAPs in the current network namespace and
+//! bridges each one to a remote VTEP with a VNI:
 //!
 //! ```text
 //! weft-fwd --tap fwtap0 --local 192.0.2.1 --remote 192.0.2.2 --vni 100 --port 4789
 //! ```
 //!
-//! Runs until SIGTERM/SIGINT/SIGHUP, then prints its counters as `key=value`
-//! lines on stdout.
+//! View mode runs the host's real pipeline from a host view, as the agent's
+//! backend does (TAPs named `wt…` after the vifs, printed at start as
+//! `tap VIF NAME` lines); SIGHUP re-reads the file and swaps the new program
+//! in. The file holds one record per line, `KEY JSON` (the records an agent
+//! holds, see `weft_compiler::view::encode_record`):
+//!
+//! ```text
+//! weft-fwd --view host-a.view --host host-a --local 192.0.2.1
+//! ```
+//!
+//! Runs until SIGTERM/SIGINT (and, in bridge mode, SIGHUP), then prints its
+//! counters as `key=value` lines on stdout.
 
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -18,8 +30,8 @@ use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
 use nix::sys::signal::{SigSet, Signal};
 use weft_dataplane::{
-    BridgeLink, Forwarder, ForwarderConfig, StaticBridge, TapOffloads, TapOptions, Threading,
-    VifId, Vni,
+    BridgeLink, Forwarder, ForwarderConfig, HostConfig, HostForwarder, StaticBridge, TapOffloads,
+    TapOptions, Threading, VifId, Vni,
 };
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -30,19 +42,29 @@ enum Threads {
     PerDirection,
 }
 
-/// Static VXLAN bridge: every frame from TAP i goes to remote i with VNI i, and back.
+/// Static VXLAN bridge (every frame from TAP i goes to remote i with VNI i,
+/// and back), or the host's pipeline from a view file (`--view`).
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// TAP interface to create (repeat for several).
-    #[arg(long = "tap", required = true)]
+    #[arg(long = "tap", required_unless_present = "view")]
     taps: Vec<String>,
     /// Local underlay address to bind the tunnel socket to.
     #[arg(long)]
     local: IpAddr,
     /// Remote VTEP per TAP (one value applies to all TAPs).
-    #[arg(long = "remote", required = true)]
+    #[arg(long = "remote", required_unless_present = "view")]
     remotes: Vec<IpAddr>,
+    /// Run the host pipeline of this view file (lines `KEY JSON`) instead of a bridge.
+    #[arg(long, conflicts_with_all = ["taps", "remotes"])]
+    view: Option<PathBuf>,
+    /// The host the view was compiled for.
+    #[arg(long, default_value = "host", requires = "view")]
+    host: String,
+    /// Flow-cache entries per worker (view mode).
+    #[arg(long, default_value_t = 16_384)]
+    flow_cache: usize,
     /// VNI per TAP (one value applies to all TAPs).
     #[arg(long = "vni", default_value = "100")]
     vnis: Vec<u32>,
@@ -83,6 +105,94 @@ fn per_tap<T: Copy>(what: &str, values: &[T], taps: usize) -> anyhow::Result<Vec
     }
 }
 
+/// Reads a view file: one record per line, `KEY JSON`.
+fn read_view(path: &Path) -> anyhow::Result<BTreeMap<String, Vec<u8>>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading view file {}", path.display()))?;
+    let mut records = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((key, json)) = line.split_once(' ') else {
+            bail!(
+                "{}:{}: expected `KEY JSON`, got {line:?}",
+                path.display(),
+                i + 1
+            );
+        };
+        records.insert(key.to_string(), json.as_bytes().to_vec());
+    }
+    Ok(records)
+}
+
+/// Runs the host pipeline of a view until SIGTERM/SIGINT; SIGHUP reloads the view.
+fn run_view(args: &Args, cfg: ForwarderConfig, tap_options: TapOptions) -> anyhow::Result<()> {
+    let path = args.view.clone().expect("view mode");
+    let mut host_cfg = HostConfig::new(cfg.tunnel_local);
+    host_cfg.forwarder = cfg;
+    host_cfg.tap_options = tap_options;
+    host_cfg.pipeline.flow_cache_entries = args.flow_cache;
+    let mut signals = SigSet::empty();
+    signals.add(Signal::SIGTERM);
+    signals.add(Signal::SIGINT);
+    signals.add(Signal::SIGHUP);
+    signals.thread_block().context("blocking signals")?;
+    let mut fwd = HostForwarder::start(host_cfg).context("starting the forwarder")?;
+    let apply = |fwd: &mut HostForwarder| -> anyhow::Result<()> {
+        let records = read_view(&path)?;
+        let applied = fwd
+            .apply_records(&args.host, &records)
+            .context("applying the view")?;
+        for t in &applied.added {
+            println!("tap {} {}", t.vif, t.tap);
+        }
+        tracing::info!(
+            generation = applied.generation,
+            added = applied.added.len(),
+            removed = applied.removed.len(),
+            "view applied"
+        );
+        Ok(())
+    };
+    apply(&mut fwd)?;
+    let monitor = fwd.monitor();
+    let (done_tx, done_rx) = mpsc::channel::<()>();
+    std::thread::scope(|s| -> anyhow::Result<()> {
+        if args.stats_interval > 0 {
+            let m = monitor.clone();
+            s.spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) =
+                    done_rx.recv_timeout(Duration::from_secs(args.stats_interval))
+                {
+                    print!("{}", m.stats());
+                }
+            });
+        }
+        loop {
+            match signals.wait().context("waiting for a signal")? {
+                Signal::SIGHUP => {
+                    if let Err(e) = apply(&mut fwd) {
+                        tracing::error!(
+                            error = format!("{e:#}"),
+                            "view not applied; the previous program keeps running"
+                        );
+                    }
+                }
+                signal => {
+                    tracing::info!(?signal, "stopping");
+                    break;
+                }
+            }
+        }
+        drop(done_tx);
+        Ok(())
+    })?;
+    let stats = fwd.stop().context("stopping workers")?;
+    print!("{stats}");
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -92,17 +202,17 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(false)
         .init();
     let args = Args::parse();
-    let remotes = per_tap("remote", &args.remotes, args.taps.len())?;
-    let vnis = per_tap("vni", &args.vnis, args.taps.len())?;
-
-    let mut cfg = ForwarderConfig::new(args.taps.clone(), SocketAddr::new(args.local, args.port));
-    if args.no_offload {
-        for t in &mut cfg.taps {
-            t.options = TapOptions {
-                vnet_hdr: false,
-                offloads: TapOffloads::NONE,
-            };
+    let tap_options = if args.no_offload {
+        TapOptions {
+            vnet_hdr: false,
+            offloads: TapOffloads::NONE,
         }
+    } else {
+        TapOptions::default()
+    };
+    let mut cfg = ForwarderConfig::new(args.taps.clone(), SocketAddr::new(args.local, args.port));
+    for t in &mut cfg.taps {
+        t.options = tap_options;
     }
     cfg.tunnel.udp_gso = !args.no_gso;
     cfg.tunnel.udp_gro = !args.no_gro;
@@ -113,6 +223,11 @@ fn main() -> anyhow::Result<()> {
         Threads::Single => Threading::Single,
         Threads::PerDirection => Threading::PerDirection,
     };
+    if args.view.is_some() {
+        return run_view(&args, cfg, tap_options);
+    }
+    let remotes = per_tap("remote", &args.remotes, args.taps.len())?;
+    let vnis = per_tap("vni", &args.vnis, args.taps.len())?;
 
     let mut links = Vec::new();
     for (i, (remote, vni)) in remotes.iter().zip(&vnis).enumerate() {
