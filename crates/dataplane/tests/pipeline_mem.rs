@@ -637,3 +637,115 @@ fn a_flood_of_new_flows_stays_within_the_limits() {
     assert!(text.contains("pipeline.cache_evictions="), "{text}");
     assert!(text.contains("conntrack.evictions="), "{text}");
 }
+
+#[test]
+fn tagged_superframes_keep_their_offload_state_across_vlan_changes() {
+    // A service function's vNIC with a VLAN 10 interface on net1, on host-a.
+    let mut w = World::two_hosts();
+    let p = w.project.clone();
+    let sf = w.create(
+        weft_model::Kind::InstancePort,
+        Some(&p),
+        serde_json::json!({"name": "sf", "host": "host-a"}),
+    );
+    let sf10 = w.create(
+        weft_model::Kind::Interface,
+        Some(&p),
+        serde_json::json!({"name": "sf.10", "parent": sf, "vlan": 10}),
+    );
+    let open = w
+        .intent
+        .security_groups()
+        .iter()
+        .find(|(_, g)| g.name == "open")
+        .map(|(id, _)| id.clone())
+        .unwrap();
+    let net1 = w.net1.clone();
+    w.create(
+        weft_model::Kind::ServicePort,
+        Some(&p),
+        serde_json::json!({"name": "sf-a", "interface": sf10, "service": net1, "fixed_ips": [{"ip": "10.1.0.50"}], "security_groups": [open]}),
+    );
+    let sf_mac = weft_pipeline::MacAddr(w.intent.instance_ports()[&sf].mac.0);
+    let b1 = w.vm("b1").clone();
+    let mut r = Rig::new(&w, "host-a", PipelineConfig::default());
+    let slot = r.slots[sf.as_str()];
+    let tagged = |f: &[u8]| {
+        let mut t = f[..12].to_vec();
+        t.extend_from_slice(&[0x81, 0x00, 0x00, 10]);
+        t.extend_from_slice(&f[12..]);
+        t
+    };
+    let to_b = Endpoint::Tunnel {
+        remote: ip(UL_B),
+        vni: vni_of(&w, "host-a", "b1"),
+    };
+    // SF opens a connection to b1:80 on its VLAN 10 interface.
+    let syn = tagged(&tcp(
+        sf_mac,
+        b1.mac,
+        "10.1.0.50",
+        b1.ip,
+        40000,
+        80,
+        SYN,
+        vec![],
+    ));
+    let o = r.send(Endpoint::Tap(slot), &syn);
+    assert_eq!(o.emitted.len(), 1, "{o:?}");
+    assert_eq!(o.emitted[0].0, to_b);
+    // A tagged super-frame: the tag is stripped, offsets move back by 4.
+    let big = tso_frame(sf_mac, b1.mac, "10.1.0.50", b1.ip, 20_000);
+    let mut big_tagged = tagged(&big);
+    // Same ports as the SYN.
+    big_tagged[38..40].copy_from_slice(&40000u16.to_be_bytes());
+    big_tagged[40..42].copy_from_slice(&80u16.to_be_bytes());
+    let mut off = tso(1398);
+    off.csum = Some(CsumOffload {
+        start: 38,
+        offset: 16,
+    });
+    off.gso.as_mut().unwrap().hdr_len = 58;
+    let o = r.send_with(Endpoint::Tap(slot), &big_tagged, off);
+    assert_eq!(o.emitted.len(), 1, "{:?}", o.forwards);
+    let (to, f, fo) = &o.emitted[0];
+    assert_eq!(*to, to_b);
+    assert_eq!(f.len(), big_tagged.len() - 4);
+    assert_eq!(&f[12..14], &[0x08, 0x00], "untagged");
+    assert_eq!(
+        u16::from_be_bytes([f[16], f[17]]),
+        20_000 - 14,
+        "total length restored"
+    );
+    assert!(ipv4_checksum_ok(f));
+    assert_eq!(&f[54..], &big_tagged[58..], "payload");
+    assert_eq!(fo.csum.unwrap().start, 34);
+    assert_eq!(fo.gso.unwrap().hdr_len, 54);
+    assert_eq!(fo.gso.unwrap().size, 1398);
+
+    // b1's answer as a super-frame from the tunnel: tag pushed, offsets +4.
+    let mut back = tso_frame(b1.mac, sf_mac, b1.ip, "10.1.0.50", 20_000);
+    back[34..36].copy_from_slice(&80u16.to_be_bytes());
+    back[36..38].copy_from_slice(&40000u16.to_be_bytes());
+    let o = r.send_with(
+        Endpoint::Tunnel {
+            remote: ip(UL_B),
+            vni: vni_of(&w, "host-a", "b1"),
+        },
+        &back,
+        tso(1398),
+    );
+    assert_eq!(o.emitted.len(), 1, "{o:?}");
+    let (to, f, fo) = &o.emitted[0];
+    assert_eq!(*to, Endpoint::Tap(slot));
+    assert_eq!(
+        &f[12..16],
+        &[0x81, 0x00, 0x00, 10],
+        "tagged for the VLAN 10 interface"
+    );
+    assert_eq!(u16::from_be_bytes([f[20], f[21]]), 20_000 - 14);
+    assert!(ipv4_checksum_ok(&f[4..]));
+    assert_eq!(&f[58..], &back[54..]);
+    assert_eq!(fo.csum.unwrap().start, 38);
+    assert_eq!(fo.gso.unwrap().hdr_len, 58);
+}
