@@ -112,6 +112,10 @@ pub struct ForwardingArgs {
     /// MTU of the underlay; TCP segments are sized so VXLAN packets fit it.
     #[arg(long, default_value_t = 1500, env = "WEFT_UNDERLAY_MTU")]
     pub underlay_mtu: u16,
+    /// Accept VXLAN packets from hosts the program never sends to (by
+    /// default they are dropped before the pipeline).
+    #[arg(long)]
+    pub accept_unknown_peers: bool,
     /// Run without a forwarder: views are only recorded (tests, dry runs).
     #[arg(long)]
     pub no_forwarder: bool,
@@ -126,6 +130,7 @@ impl ForwardingArgs {
             (false, Some(ip)) => {
                 let mut cfg = HostConfig::new(SocketAddr::new(ip, self.vxlan_port));
                 cfg.forwarder.underlay_mtu = self.underlay_mtu;
+                cfg.pipeline.accept_unknown_peers = self.accept_unknown_peers;
                 Ok(Box::new(ForwarderBackend::with_config(host, cfg)?))
             }
             (false, None) => anyhow::bail!(
