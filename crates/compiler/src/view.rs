@@ -202,6 +202,71 @@ fn filter(
     (!out.is_empty()).then_some(out)
 }
 
+/// What one record of a host's view ([`Compiler::host_record`]) reads of the host besides
+/// the owner's fragment: which of `datapaths` its neighbourhood holds, which of `ports` are
+/// bound to it, whether it is one of `hosts` (and those hosts' tunnel addresses), and which
+/// of `sets` its flows name. Hosts that agree on all of these get the same record, so a view
+/// builder may compute it once and share it among them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecordInputs {
+    /// Datapaths whose presence in the neighbourhood matters.
+    pub datapaths: BTreeSet<String>,
+    /// Service ports whose host matters (flow scopes, DHCP contexts).
+    pub ports: BTreeSet<String>,
+    /// Hosts of the vNIC bindings declared (local to them, remote through their tunnel).
+    pub hosts: BTreeSet<String>,
+    /// Address sets the fragment contributes.
+    pub sets: BTreeSet<String>,
+}
+
+/// What a host's record of `f` depends on (see [`RecordInputs`]); kept next to `filter`,
+/// which it mirrors.
+pub fn record_inputs(f: &Fragment) -> RecordInputs {
+    let mut r = RecordInputs::default();
+    r.datapaths
+        .extend(f.touched_datapaths().into_iter().map(str::to_string));
+    r.datapaths
+        .extend(f.tunnel_entries.iter().map(|t| t.datapath.clone()));
+    for sf in &f.flows {
+        match &sf.scope {
+            Scope::All => {}
+            Scope::Ingress(p) | Scope::EgressLocal(p) | Scope::EgressRemote(p) => {
+                r.ports.insert(p.clone());
+            }
+        }
+    }
+    for p in &f.ports {
+        if let Binding::Vif { host: Some(h), .. } = &p.binding {
+            r.hosts.insert(h.clone());
+        }
+    }
+    for s in &f.services {
+        match s {
+            ServiceConfig::Dhcp4 { context, .. } => {
+                r.ports.insert(context.clone());
+            }
+            ServiceConfig::Dns { context, .. } => {
+                r.datapaths.insert(names::ls(&Id::new(context.clone())));
+            }
+            ServiceConfig::RouterAdvert { .. } => {}
+        }
+    }
+    r.sets.extend(f.address_sets.iter().map(|s| s.name.clone()));
+    r
+}
+
+/// The host a service port is bound to (through its interface's instance port).
+pub fn service_port_host<'a>(intent: &'a Intent, service_port: &str) -> Option<&'a str> {
+    port_host(intent, service_port)
+}
+
+/// The address sets a record's flows name (what makes a host need those sets' records).
+pub fn named_sets(f: &Fragment) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    set_refs(f, &mut out);
+    out
+}
+
 impl Compiler {
     /// The view of one host.
     pub fn host_view(&self, intent: &Intent, host: &str, dir: &dyn HostDirectory) -> HostView {
@@ -237,6 +302,37 @@ impl Compiler {
             }
         }
         view
+    }
+}
+
+impl Compiler {
+    /// One record of `host`'s view, exactly as [`Compiler::host_view`] holds it under
+    /// `owner.key()`: the owner's fragment filtered for the host when it touches one of the
+    /// neighbourhood's datapaths `dps`, plus the address sets it contributes among `sets`
+    /// (the sets named by the flows of the host's records, see [`named_sets`]). `None` when
+    /// the host gets nothing of this owner.
+    pub fn host_record(
+        &self,
+        intent: &Intent,
+        host: &str,
+        dps: &BTreeSet<String>,
+        sets: &BTreeSet<String>,
+        dir: &dyn HostDirectory,
+        owner: &Owner,
+    ) -> Option<Fragment> {
+        let f = self.fragment(owner)?;
+        let mut out = if f.touched_datapaths().iter().any(|d| dps.contains(*d)) {
+            filter(intent, host, dps, dir, f)
+        } else {
+            None
+        };
+        for s in f.address_sets.iter().filter(|s| sets.contains(&s.name)) {
+            let entry = out.get_or_insert_with(Fragment::default);
+            if !entry.address_sets.contains(s) {
+                entry.address_sets.push(s.clone());
+            }
+        }
+        out
     }
 }
 
@@ -363,10 +459,7 @@ pub fn encode_record(f: &Fragment) -> Vec<u8> {
 }
 
 /// Rebuilds a host's view from its records (the agent's side).
-pub fn decode_records(
-    host: &str,
-    records: &BTreeMap<String, Vec<u8>>,
-) -> Result<HostView, String> {
+pub fn decode_records(host: &str, records: &BTreeMap<String, Vec<u8>>) -> Result<HostView, String> {
     let mut fragments = BTreeMap::new();
     for (k, v) in records {
         let f: Fragment =

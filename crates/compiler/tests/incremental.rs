@@ -305,12 +305,76 @@ fn run(seed: u64, steps: usize) -> Result<(), TestCaseError> {
     .into_iter()
     .map(|(h, ip)| (h.to_string(), ip.parse().unwrap()))
     .collect();
+    check_records(&compiler, &intent, &dir)?;
     for h in dir.keys() {
         let prog = compiler.host_view(&intent, h, &dir).to_program();
         if let Err(e) = Loaded::load(&prog) {
             return Err(TestCaseError::fail(format!(
                 "host {h} program does not load: {e}"
             )));
+        }
+    }
+    Ok(())
+}
+
+/// Views assembled record by record (`host_record`) equal `host_view`, and two hosts that
+/// agree on a record's inputs (`record_inputs`) get the same record.
+fn check_records(
+    compiler: &Compiler,
+    intent: &Intent,
+    dir: &BTreeMap<String, IpAddr>,
+) -> Result<(), TestCaseError> {
+    use std::collections::BTreeSet;
+    use weft_compiler::view::{named_sets, neighbourhood, record_inputs, service_port_host};
+    let hosts = ["h1", "h2", "h3", "h-none"];
+    let mut ctx = Vec::new();
+    for h in hosts {
+        let full = compiler.host_view(intent, h, dir);
+        let dps = neighbourhood(intent, h);
+        let mut sets = BTreeSet::new();
+        for owner in compiler.fragments().keys() {
+            if let Some(r) = compiler.host_record(intent, h, &dps, &BTreeSet::new(), dir, owner) {
+                sets.extend(named_sets(&r));
+            }
+        }
+        let mut assembled = BTreeMap::new();
+        for owner in compiler.fragments().keys() {
+            if let Some(r) = compiler.host_record(intent, h, &dps, &sets, dir, owner) {
+                assembled.insert(owner.key(), r);
+            }
+        }
+        prop_assert_eq!(&full.fragments, &assembled, "host {}", h);
+        ctx.push((h, dps, sets));
+    }
+    for (owner, f) in compiler.fragments() {
+        let inputs = record_inputs(f);
+        let local = |h: &str| {
+            inputs.hosts.contains(h)
+                || inputs
+                    .ports
+                    .iter()
+                    .any(|p| service_port_host(intent, p) == Some(h))
+        };
+        for (a, da, sa) in &ctx {
+            for (b, db, sb) in &ctx {
+                let same = !local(a)
+                    && !local(b)
+                    && inputs
+                        .datapaths
+                        .iter()
+                        .all(|d| da.contains(d) == db.contains(d))
+                    && inputs.sets.iter().all(|s| sa.contains(s) == sb.contains(s));
+                if same {
+                    prop_assert_eq!(
+                        compiler.host_record(intent, a, da, sa, dir, owner),
+                        compiler.host_record(intent, b, db, sb, dir, owner),
+                        "owner {:?}, hosts {} and {}",
+                        owner,
+                        a,
+                        b
+                    );
+                }
+            }
         }
     }
     Ok(())
