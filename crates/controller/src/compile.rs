@@ -16,19 +16,37 @@ use tokio::sync::{broadcast, watch};
 use tracing::{info, warn};
 use weft_compiler::trace::{TraceError, TraceReport};
 use weft_compiler::{Compiler, Delta, HostDirectory, HostView};
+use weft_store::{Event, RangeRequest, Store, StoreError, Txn};
 
 use crate::intent::IntentService;
 
-/// Where each host's tunnel endpoint is, as hosts report it.
-#[derive(Default, Debug)]
+/// Store prefix of hosts' tunnel addresses: `<prefix><host>` holds the address as text.
+pub const TUNNELS: &str = "southbound/tunnels/";
+
+/// Where each host's tunnel endpoint is, as hosts report it. Once attached to the store
+/// ([`TunnelDirectory::attach`]) the addresses live there too, so that every replica, and a
+/// replica restarted, resolves every host's ports to the same tunnel: without that, views
+/// differ between replicas and after a restart until each host has reconnected, and agents
+/// that fail over or resync are sent those differences.
+#[derive(Default)]
 pub struct TunnelDirectory {
     tunnels: RwLock<BTreeMap<String, IpAddr>>,
     // Hook (BGP integration): bumped on every change, so exports follow.
     version: watch::Sender<u64>,
+    store: std::sync::OnceLock<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for TunnelDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelDirectory")
+            .field("tunnels", &self.tunnels)
+            .field("stored", &self.store.get().is_some())
+            .finish()
+    }
 }
 
 impl TunnelDirectory {
-    /// Records a host's tunnel address.
+    /// Records a host's tunnel address (here only; see [`TunnelDirectory::announce`]).
     pub fn set(&self, host: &str, ip: IpAddr) {
         let old = self
             .tunnels
@@ -48,6 +66,58 @@ impl TunnelDirectory {
         }
     }
 
+    /// A host announced where its tunnel ends: recorded here and, when attached, in the
+    /// store (written only when it changed).
+    pub async fn announce(&self, host: &str, ip: IpAddr) {
+        if self.tunnel_ip(host) == Some(ip) {
+            return;
+        }
+        self.set(host, ip);
+        if let Some(store) = self.store.get() {
+            let txn = Txn::new().put(format!("{TUNNELS}{host}"), ip.to_string());
+            if let Err(e) = store.txn(txn).await {
+                warn!(%host, %ip, error = %e, "could not store the host's tunnel address; other replicas learn it when the host connects to them");
+            }
+        }
+    }
+
+    /// Loads the addresses kept in `store` and follows changes made by any replica, for as
+    /// long as the directory lives.
+    pub async fn attach(self: &Arc<Self>, store: Arc<dyn Store>) -> Result<(), StoreError> {
+        let from = self.reload(store.as_ref()).await?;
+        let _ = self.store.set(store.clone());
+        tokio::spawn(follow_tunnels(Arc::downgrade(self), store, from));
+        Ok(())
+    }
+
+    async fn reload(&self, store: &dyn Store) -> Result<u64, StoreError> {
+        let r = store
+            .range(RangeRequest {
+                prefix: TUNNELS.into(),
+                ..Default::default()
+            })
+            .await?;
+        let mut seen = std::collections::BTreeSet::new();
+        for kv in &r.kvs {
+            if let Some((host, ip)) = parse_tunnel(&kv.key, &kv.value) {
+                self.set(host, ip);
+                seen.insert(host.to_string());
+            }
+        }
+        let gone: Vec<String> = self
+            .tunnels
+            .read()
+            .expect("tunnel lock")
+            .keys()
+            .filter(|h| !seen.contains(*h))
+            .cloned()
+            .collect();
+        for h in gone {
+            self.remove(&h);
+        }
+        Ok(r.revision)
+    }
+
     /// Follows changes: the value is a version bumped by every change.
     /// (Hook: BGP integration.)
     pub fn watch(&self) -> watch::Receiver<u64> {
@@ -57,6 +127,65 @@ impl TunnelDirectory {
     /// A copy of the whole directory.
     pub fn snapshot(&self) -> BTreeMap<String, IpAddr> {
         self.tunnels.read().expect("tunnel lock").clone()
+    }
+}
+
+fn parse_tunnel<'a>(key: &'a str, value: &[u8]) -> Option<(&'a str, IpAddr)> {
+    let host = key.strip_prefix(TUNNELS)?;
+    let ip = std::str::from_utf8(value).ok()?.parse().ok()?;
+    Some((host, ip))
+}
+
+/// Applies tunnel addresses written by any replica (its own writes come back too, and
+/// change nothing).
+async fn follow_tunnels(
+    dir: std::sync::Weak<TunnelDirectory>,
+    store: Arc<dyn Store>,
+    mut from: u64,
+) {
+    use futures::StreamExt;
+    loop {
+        let mut stream = match store.watch(TUNNELS, from + 1).await {
+            Ok(s) => s,
+            Err(StoreError::Closed) => return,
+            Err(e) => {
+                if let StoreError::Compacted { .. } = e {
+                    let Some(d) = dir.upgrade() else { return };
+                    if let Ok(r) = d.reload(store.as_ref()).await {
+                        from = r;
+                        continue;
+                    }
+                }
+                warn!(error = %e, "watching host tunnel addresses failed; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(batch) = stream.next().await {
+            let Some(d) = dir.upgrade() else { return };
+            let batch = match batch {
+                Ok(b) => b,
+                Err(e) => {
+                    warn!(error = %e, "host tunnel watch ended; restarting it");
+                    break;
+                }
+            };
+            from = batch.revision;
+            for ev in batch.events {
+                match ev {
+                    Event::Put(kv) => {
+                        if let Some((host, ip)) = parse_tunnel(&kv.key, &kv.value) {
+                            d.set(host, ip);
+                        }
+                    }
+                    Event::Delete { key, .. } => {
+                        if let Some(host) = key.strip_prefix(TUNNELS) {
+                            d.remove(host);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -75,6 +204,36 @@ pub struct CompiledBatch {
     pub delta: Option<Delta>,
     /// Hosts whose own ports changed (their neighbourhood may have moved).
     pub hosts: Vec<String>,
+    /// An existing port moved between hosts (or an interface or service port was
+    /// re-parented): which host a port is local to changed for records that did not change.
+    pub relocated: bool,
+    /// An l2-network or l3vpn changed: any host's neighbourhood may have moved (route
+    /// targets, subnet attachments), not only those of hosts whose ports changed.
+    pub topology: bool,
+}
+
+impl CompiledBatch {
+    /// The batch publishing `delta`, compiled from intent `changes` at `revision`; `intent`
+    /// is the state after them.
+    pub fn new(
+        revision: u64,
+        delta: Option<Delta>,
+        changes: &[weft_model::Change],
+        intent: &weft_model::Intent,
+    ) -> CompiledBatch {
+        CompiledBatch {
+            revision,
+            delta,
+            hosts: hosts_of(changes, intent),
+            relocated: relocated(changes),
+            topology: changes.iter().any(|c| {
+                matches!(
+                    c.kind,
+                    weft_model::Kind::L2Network | weft_model::Kind::L3vpn
+                )
+            }),
+        }
+    }
 }
 
 /// The compile loop's handle.
@@ -86,6 +245,20 @@ pub struct CompileService {
     batches: broadcast::Sender<Arc<CompiledBatch>>,
     /// Tunnel endpoints of hosts.
     pub tunnels: Arc<TunnelDirectory>,
+}
+
+/// Whether an existing port changed host, or an existing interface or service port changed
+/// what it hangs from.
+fn relocated(changes: &[weft_model::Change]) -> bool {
+    use weft_model::Object;
+    changes.iter().any(|ch| match (&ch.before, &ch.after) {
+        (Some(Object::InstancePort(a)), Some(Object::InstancePort(b))) => a.host != b.host,
+        (Some(Object::Interface(a)), Some(Object::Interface(b))) => {
+            a.parent != b.parent || a.port != b.port
+        }
+        (Some(Object::ServicePort(a)), Some(Object::ServicePort(b))) => a.interface != b.interface,
+        _ => false,
+    })
 }
 
 /// Hosts an intent change touches directly (a port moved, appeared, went).
@@ -193,6 +366,8 @@ impl CompileService {
             revision,
             delta: Some(delta.clone()),
             hosts: Vec::new(),
+            relocated: false,
+            topology: false,
         }));
         delta
     }
@@ -208,15 +383,12 @@ async fn run(
     loop {
         match rx.recv().await {
             Ok(batch) => {
-                let (delta, hosts) = intent.read(|i| {
+                let out = intent.read(|i| {
                     let mut c = compiler.lock().expect("compiler lock");
-                    (c.apply(i, &batch.changes), hosts_of(&batch.changes, i))
+                    let delta = c.apply(i, &batch.changes);
+                    CompiledBatch::new(batch.revision, Some(delta), &batch.changes, i)
                 });
-                let _ = batches.send(Arc::new(CompiledBatch {
-                    revision: batch.revision,
-                    delta: Some(delta),
-                    hosts,
-                }));
+                let _ = batches.send(Arc::new(out));
                 compiled.send_replace(batch.revision);
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -242,6 +414,8 @@ async fn run(
                     revision,
                     delta: None,
                     hosts: Vec::new(),
+                    relocated: true,
+                    topology: true,
                 }));
                 compiled.send_replace(revision);
             }

@@ -80,6 +80,15 @@ pub trait ViewSource: Send + Sync + 'static {
 
     /// Notified (with the newest revision) whenever any host's view may have changed.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+
+    /// Notified whenever `host`'s view may have changed. By default any host's change
+    /// notifies ([`ViewSource::subscribe`]); a source that knows which hosts a change
+    /// concerns wakes only their sessions, so one change does not cost every session a
+    /// `changes_since` call.
+    fn subscribe_host(&self, host: &str) -> tokio::sync::watch::Receiver<u64> {
+        let _ = host;
+        self.subscribe()
+    }
 }
 
 /// The 64-bit reconciliation id of a record: [`weft_reconcile::element_id`] over the key and

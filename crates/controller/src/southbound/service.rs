@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!  agent stream ──► driver task ──handle_message──► ControllerSession ──Actions──┐
-//!  ViewSource::subscribe() ──changed──► handle_view_changed                     │
+//!  ViewSource::subscribe_host ──changed──► handle_view_changed                  │
 //!  deadline ──────────────────────────► handle_timeout                          │
 //!        ◄── mpsc (bounded) ◄── Send / Answer ◄── writes::apply ◄───────────────┘
 //! ```
@@ -220,7 +220,7 @@ async fn drive(
     mut incoming: Streaming<pb::AgentMessage>,
     tx: Tx,
 ) {
-    let mut changes = shared.view.subscribe();
+    let mut changes = shared.view.subscribe_host(&host);
     let mut session =
         ControllerSession::new(host.clone(), shared.cfg.session.clone(), Instant::now());
     let view = shared.view.clone();
