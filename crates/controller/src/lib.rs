@@ -182,6 +182,11 @@ impl Controller {
         };
 
         let compile = compile::CompileService::start(intent.clone());
+        compile
+            .tunnels
+            .attach(store.clone())
+            .await
+            .context("loading host tunnel addresses from the store")?;
         // Hook (BGP integration): the speaker, its config from the store, route sync.
         // On etcd, singletons (the BGP speaker) run on the replica holding
         // the lock and move when it dies; every replica follows their config.

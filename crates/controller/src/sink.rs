@@ -63,7 +63,7 @@ impl HostWriteSink for IntentWriteSink {
             != Some(tunnel)
         {
             info!(%host, %tunnel, "host tunnel endpoint");
-            self.compile.tunnels.set(host, tunnel);
+            self.compile.tunnels.announce(host, tunnel).await;
         }
     }
 }

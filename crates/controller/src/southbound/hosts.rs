@@ -777,7 +777,12 @@ impl Registry {
             return Ok(false);
         }
         self.store
-            .txn(Txn::new().delete(&key).delete(format!("{SEEN}{host}")))
+            .txn(
+                Txn::new()
+                    .delete(&key)
+                    .delete(format!("{SEEN}{host}"))
+                    .delete(format!("{}{host}", crate::compile::TUNNELS)),
+            )
             .await?;
         let mut inner = self.inner.lock().expect("registry lock");
         inner.hosts.remove(host);

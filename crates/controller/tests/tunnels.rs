@@ -1,0 +1,56 @@
+//! Hosts' tunnel addresses live in the store (a real etcd here): a controller started later
+//! (a restart, a new replica) resolves remote ports to the same tunnels before any host
+//! reconnects, and a replica follows the addresses hosts announce to another, so views agree
+//! between replicas.
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use weft_compiler::HostDirectory;
+use weft_controller::{Controller, ControllerConfig, StoreConfig};
+use weft_etcd::testing::EtcdCluster;
+
+async fn controller(dir: &std::path::Path, store: StoreConfig) -> Controller {
+    let mut cfg = ControllerConfig::new(dir);
+    cfg.southbound = None;
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.store = store;
+    Controller::start(cfg).await.unwrap()
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_tunnel_addresses() {
+    let etcd =
+        EtcdCluster::single().expect("etcd-server is installed (scripts/test.sh installs it)");
+    let store = StoreConfig::Etcd(etcd.endpoints());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = controller(d1.path(), store.clone()).await;
+    a.compile().tunnels.announce("h1", ip("192.0.2.2")).await;
+    a.compile().tunnels.announce("h1", ip("192.0.2.1")).await;
+    // B starts after the writes (loads the last) and follows A's later writes.
+    let b = controller(d2.path(), store).await;
+    assert_eq!(b.compile().tunnels.tunnel_ip("h1"), Some(ip("192.0.2.1")));
+    a.compile().tunnels.announce("h2", ip("192.0.2.2")).await;
+    a.compile().tunnels.announce("h1", ip("198.51.100.1")).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = &b.compile().tunnels;
+        if t.tunnel_ip("h2") == Some(ip("192.0.2.2"))
+            && t.tunnel_ip("h1") == Some(ip("198.51.100.1"))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B did not follow A's tunnel addresses: {:?}",
+            t.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
