@@ -7,7 +7,8 @@ use anyhow::Result;
 use clap::Args;
 use tracing::info;
 
-use crate::{AgentOptions, Identity, MemoryBackend, RedbViewStore};
+use crate::forwarding::{ForwardingArgs, PortStatusReporter};
+use crate::{AgentOptions, Backend, Identity, MemoryBackend, RedbViewStore};
 
 /// `weft agent`.
 #[derive(Args, Debug, Clone)]
@@ -31,6 +32,9 @@ pub struct AgentArgs {
     /// announced to the controller so other hosts can reach its ports.
     #[arg(long, env = "WEFT_TUNNEL_IP")]
     pub tunnel_ip: Option<std::net::IpAddr>,
+    /// The forwarder backend's options.
+    #[command(flatten)]
+    pub forwarding: ForwardingArgs,
 }
 
 /// `weft host enroll`.
@@ -65,25 +69,44 @@ pub async fn run_enroll(args: EnrollArgs) -> Result<()> {
     Ok(())
 }
 
-/// Runs `weft agent` until Ctrl-C, with the in-memory backend (until the forwarder's
-/// backend is wired here).
+/// Runs `weft agent` until Ctrl-C or SIGTERM, with the userspace forwarder as its backend
+/// (or only recording views with `--no-forwarder`). With the forwarder, the agent reports
+/// each local port up once its TAP exists and down once it is gone.
 pub async fn run_agent(args: AgentArgs) -> Result<()> {
     let identity = Identity::load(&args.state_dir)?;
     let store = RedbViewStore::open(&args.state_dir.join("view.redb"))?;
+    // The forwarder starts on this thread: its TAPs are created in this process's netns.
+    let forwarder = args.forwarding.forwarder(&identity.host, args.tunnel_ip)?;
+    let monitor = forwarder.as_ref().map(|f| f.monitor());
+    let backend: Box<dyn Backend> = match forwarder {
+        Some(f) => Box::new(f),
+        None => Box::new(MemoryBackend::new()),
+    };
     let mut opts = AgentOptions::new(args.controllers);
     opts.tunnel_address = args.tunnel_ip;
     opts.jitter_seed = std::process::id() as u64
         ^ std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos() as u64);
-    let agent = crate::start(
-        identity,
-        opts,
-        Box::new(store),
-        Box::new(MemoryBackend::new()),
-    )
-    .await?;
-    tokio::signal::ctrl_c().await?;
+    let agent = crate::start(identity, opts, Box::new(store), backend).await?;
+    let mut reporter = monitor.map(PortStatusReporter::new);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    use tokio::signal::unix::{SignalKind, signal};
+    let (mut int, mut term) = (
+        signal(SignalKind::interrupt())?,
+        signal(SignalKind::terminate())?,
+    );
+    loop {
+        tokio::select! {
+            _ = int.recv() => break,
+            _ = term.recv() => break,
+            _ = tick.tick() => {
+                if let Some(r) = &mut reporter {
+                    r.poll(&agent);
+                }
+            }
+        }
+    }
     info!("stopping");
     agent.shutdown().await;
     Ok(())

@@ -5,18 +5,14 @@
 //! as one piece; a view that does not decode or load is refused with an error
 //! and the previous program keeps forwarding.
 //!
-//! Wiring it into `weft agent` (see [`ForwardingArgs`]):
-//!
-//! ```text
-//! #[command(flatten)] forwarding: ForwardingArgs,          // in AgentArgs
-//! let backend = args.forwarding.backend(&identity.host, args.tunnel_ip)?;
-//! crate::start(identity, opts, Box::new(store), backend)
-//! ```
+//! `weft agent` takes [`ForwardingArgs`] and runs a [`PortStatusReporter`]
+//! next to the agent: a port is reported up once its TAP exists (the
+//! compiler counts only up ports as anycast holders) and down once removed.
 //!
 //! TAPs are named [`weft_dataplane::tap_name`]`(instance port id)` and created
 //! in the agent's network namespace; the compute side moves them into guests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::{Context, Result};
@@ -24,7 +20,9 @@ use clap::Args;
 use tracing::info;
 use weft_dataplane::{HostConfig, HostForwarder, HostMonitor};
 
+use crate::runtime::{AgentHandle, Report};
 use crate::{Backend, MemoryBackend};
+use weft_southbound::PortState;
 
 /// The userspace forwarder as the agent's backend.
 #[derive(Debug)]
@@ -126,17 +124,103 @@ impl ForwardingArgs {
     /// `tunnel_ip`, or the in-memory recorder with `--no-forwarder` (or
     /// without a tunnel address, which the forwarder needs).
     pub fn backend(&self, host: &str, tunnel_ip: Option<IpAddr>) -> Result<Box<dyn Backend>> {
+        Ok(match self.forwarder(host, tunnel_ip)? {
+            Some(f) => Box::new(f),
+            None => Box::new(MemoryBackend::new()),
+        })
+    }
+
+    /// The forwarder these options ask for, started in the calling thread's
+    /// network namespace; `None` with `--no-forwarder`.
+    pub fn forwarder(
+        &self,
+        host: &str,
+        tunnel_ip: Option<IpAddr>,
+    ) -> Result<Option<ForwarderBackend>> {
         match (self.no_forwarder, tunnel_ip) {
             (false, Some(ip)) => {
                 let mut cfg = HostConfig::new(SocketAddr::new(ip, self.vxlan_port));
                 cfg.forwarder.underlay_mtu = self.underlay_mtu;
                 cfg.pipeline.accept_unknown_peers = self.accept_unknown_peers;
-                Ok(Box::new(ForwarderBackend::with_config(host, cfg)?))
+                Ok(Some(ForwarderBackend::with_config(host, cfg)?))
             }
             (false, None) => anyhow::bail!(
                 "the forwarder needs this host's tunnel address: pass --tunnel-ip (or --no-forwarder)"
             ),
-            (true, _) => Ok(Box::new(MemoryBackend::new())),
+            (true, _) => Ok(None),
+        }
+    }
+}
+
+/// Reports the status of local ports as the forwarder sees them: up once the
+/// port's TAP exists, down once it is removed. The compiler counts only up
+/// ports as anycast holders, so a port is usable for ECMP once its host said so.
+#[derive(Debug)]
+pub struct PortStatusReporter {
+    monitor: HostMonitor,
+    reported: BTreeSet<String>,
+}
+
+impl PortStatusReporter {
+    /// A reporter over `monitor` that has reported nothing yet.
+    pub fn new(monitor: HostMonitor) -> Self {
+        PortStatusReporter {
+            monitor,
+            reported: BTreeSet::new(),
+        }
+    }
+
+    /// The status changes since the last call, as reports.
+    pub fn changes(&mut self) -> Vec<Report> {
+        let taps: BTreeMap<String, String> = self
+            .monitor
+            .taps()
+            .into_iter()
+            .map(|t| (t.vif, t.tap))
+            .collect();
+        let mut out = Vec::new();
+        for (vif, tap) in &taps {
+            if self.reported.insert(vif.clone()) {
+                out.push(Report::PortStatus {
+                    port_id: vif.clone(),
+                    state: PortState::Up,
+                    detail: format!("TAP {tap} created"),
+                });
+            }
+        }
+        let gone: Vec<String> = self
+            .reported
+            .iter()
+            .filter(|v| !taps.contains_key(*v))
+            .cloned()
+            .collect();
+        for vif in gone {
+            self.reported.remove(&vif);
+            out.push(Report::PortStatus {
+                port_id: vif,
+                state: PortState::Down,
+                detail: "TAP removed".into(),
+            });
+        }
+        out
+    }
+
+    /// Queues the changes for the controller (sent once a session is in sync).
+    /// A change the queue refuses is offered again at the next call.
+    pub fn poll(&mut self, agent: &AgentHandle) {
+        for r in self.changes() {
+            if let Report::PortStatus { port_id, state, .. } = &r {
+                let (port_id, up) = (port_id.clone(), *state == PortState::Up);
+                if let Err(e) = agent.report(r) {
+                    tracing::warn!(port = %port_id, error = %e, "port status not queued; retrying");
+                    // Undo the bookkeeping so the next poll offers it again.
+                    if up {
+                        self.reported.remove(&port_id);
+                    } else {
+                        self.reported.insert(port_id);
+                    }
+                }
+            }
         }
     }
 }
