@@ -71,6 +71,9 @@ impl Daemon {
         if Path::new("/usr/bin/setpriv").is_file() {
             cmd.args(["/usr/bin/setpriv", "--pdeathsig", "KILL", "--"]);
         }
+        // Its own process group: a Ctrl-C in the terminal reaches the lab's
+        // owner, which stops its daemons in order, not every daemon at once.
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
         cmd.args(&self.argv)
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())

@@ -14,6 +14,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod bgp_cli; // Hook (BGP integration): `weft bgp`.
 mod cli;
+mod demo;
 mod hosts_cli;
 mod output;
 mod up;
@@ -68,6 +69,9 @@ pub enum Cmd {
         #[command(subcommand)]
         cmd: hosts_cli::JoinTokenCmd,
     },
+    /// Build the seed's any-to-any scenario in network namespaces on this
+    /// machine (root), show its reachability matrix and a trace, clean up.
+    Demo(demo::DemoArgs),
     #[command(flatten)]
     Resource(cli::ResourceCmd),
 }
@@ -85,6 +89,10 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    // The demo drives its lab synchronously (the lab has its own runtime).
+    if let Cmd::Demo(ref a) = opts.cmd {
+        return exit_code(demo::run(a));
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     let result: Result<()> = rt.block_on(async move {
         match opts.cmd {
@@ -94,8 +102,13 @@ fn main() -> std::process::ExitCode {
             Cmd::Host { ref cmd } => hosts_cli::run_host(&opts, cmd).await,
             Cmd::JoinToken { ref cmd } => hosts_cli::run_join_token(&opts, cmd).await,
             Cmd::Bgp { ref cmd } => bgp_cli::run(&opts, cmd).await, // Hook (BGP integration).
+            Cmd::Demo(_) => unreachable!("run before the runtime starts"),
         }
     });
+    exit_code(result)
+}
+
+fn exit_code(result: Result<()>) -> std::process::ExitCode {
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
