@@ -252,7 +252,9 @@ impl Writer {
                     return;
                 }
                 Ok(TxnOutcome::Failed { .. }) if attempts < 3 => {
-                    // Another replica wrote intent: undo, catch up, retry.
+                    // Another replica wrote intent: undo, catch up, retry. The follower
+                    // applies that write under the commit lock: release it first.
+                    drop(guard);
                     warn!(
                         attempts,
                         "intent sequence moved under us; catching up and retrying"
@@ -309,7 +311,14 @@ impl Writer {
     /// Waits until the store follower has applied everything up to the
     /// store's current revision, after another replica committed.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
-        let target = self.store.revision().await?;
+        // The last intent commit, not the store's revision: writes outside intent/ (tokens,
+        // hosts, tunnel addresses, leases) move that too, and the follower never sees them.
+        let target = self
+            .store
+            .get(keys::INTENT_SEQ)
+            .await?
+            .0
+            .map_or(0, |kv| kv.mod_revision);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.revision.load(std::sync::atomic::Ordering::Acquire) < target {
             if tokio::time::Instant::now() > deadline {
@@ -319,12 +328,7 @@ impl Writer {
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        self.seq_revision = self
-            .store
-            .get(keys::INTENT_SEQ)
-            .await?
-            .0
-            .map_or(0, |kv| kv.mod_revision);
+        self.seq_revision = target;
         Ok(())
     }
 

@@ -54,3 +54,40 @@ async fn replicas_share_tunnel_addresses() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intent_writes_follow_other_writes_on_another_replica() {
+    // A replica whose intent write races another replica's catches up with the last intent
+    // commit; writes outside intent/ (a tunnel address here) move the store's revision
+    // past it and must not make it wait for intent that never comes.
+    let etcd =
+        EtcdCluster::single().expect("etcd-server is installed (scripts/test.sh installs it)");
+    let store = StoreConfig::Etcd(etcd.endpoints());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = controller(d1.path(), store.clone()).await;
+    let token = a.new_admin_token.clone().unwrap();
+    let b = controller(d2.path(), store).await;
+    let ca = weft_client::Client::new(format!("http://{}", a.addr), Some(token.clone()));
+    let cb = weft_client::Client::new(format!("http://{}", b.addr), Some(token));
+    ca.create(
+        weft_model::Kind::Project,
+        &serde_json::json!({"name": "p1"}),
+    )
+    .await
+    .unwrap();
+    a.compile().tunnels.announce("h1", ip("192.0.2.1")).await;
+    let t = Instant::now();
+    cb.create(
+        weft_model::Kind::Project,
+        &serde_json::json!({"name": "p2"}),
+    )
+    .await
+    .unwrap();
+    assert!(
+        t.elapsed() < Duration::from_secs(5),
+        "the write waited {:?}",
+        t.elapsed()
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
