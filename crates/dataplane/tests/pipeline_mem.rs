@@ -749,3 +749,56 @@ fn tagged_superframes_keep_their_offload_state_across_vlan_changes() {
     assert_eq!(fo.csum.unwrap().start, 38);
     assert_eq!(fo.gso.unwrap().hdr_len, 58);
 }
+
+#[test]
+fn logged_rules_are_counted_on_every_packet_and_kept_in_the_ring() {
+    let mut w = World::two_hosts();
+    let web = w.web_sg.clone();
+    w.update(
+        weft_model::Kind::SecurityGroup,
+        &web,
+        serde_json::json!({"rules": [
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 8443, "log": true},
+            {"direction": "ingress", "protocol": "tcp", "port_range_min": 6666, "action": "drop", "log": true},
+            {"direction": "egress"}]}),
+    );
+    let mut r = Rig::new(&w, "host-b", PipelineConfig::default());
+    let (a1, b1) = (w.vm("a1").clone(), w.vm("b1").clone());
+    let from = Endpoint::Tunnel {
+        remote: ip(UL_A),
+        vni: vni_of(&w, "host-b", "b1"),
+    };
+    // Allowed and logged: each new connection is logged once.
+    for sport in 41000..41003 {
+        let syn = tcp(a1.mac, b1.mac, a1.ip, b1.ip, sport, 8443, SYN, vec![]);
+        assert_eq!(r.send(from, &syn).forwards.len(), 1);
+    }
+    // Dropped and logged: every packet, cached decisions included.
+    let bad = tcp(a1.mac, b1.mac, a1.ip, b1.ip, 41010, 6666, SYN, vec![]);
+    for _ in 0..4 {
+        assert!(r.send(from, &bad).forwards.is_empty());
+    }
+    // Not logged: denied by default.
+    let other = tcp(a1.mac, b1.mac, a1.ip, b1.ip, 41001, 9999, SYN, vec![]);
+    assert!(r.send(from, &other).forwards.is_empty());
+    let s = r.shared.stats();
+    assert!(
+        s.counters.cache_hits >= 2,
+        "the drop was served from the cache: {s}"
+    );
+    assert_eq!(s.counters.logs, 7, "{s}");
+    assert_eq!(s.logs.len(), 2, "{s}");
+    let mut counts: Vec<u64> = s.logs.values().copied().collect();
+    counts.sort();
+    assert_eq!(counts, [3, 4]);
+    for (rule, n) in &s.logs {
+        assert!(s.to_string().contains(&format!("log.{rule}={n}\n")), "{s}");
+    }
+    let ring = r.shared.recent_logs();
+    assert_eq!(ring.len(), 7);
+    assert_eq!(
+        ring.iter().filter(|e| e.flow.contains(":6666")).count(),
+        4,
+        "{ring:?}"
+    );
+}
