@@ -1,5 +1,5 @@
 //! A host's forwarder as the agent runs it: the [`Forwarder`] with a
-//! [`PipelineProcessor`] per worker, the TAP set kept equal to the program's
+//! [`PipelineProcessor`](crate::pipeline::PipelineProcessor) per worker, the TAP set kept equal to the program's
 //! vifs, atomic program swaps, and a timer thread for periodic work.
 //!
 //! ```text
