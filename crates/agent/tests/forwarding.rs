@@ -68,7 +68,10 @@ fn bad_views_are_refused_and_the_old_program_runs_on() {
         counters.iter().any(|(k, _)| k == "program.generation"),
         "{counters:?}"
     );
-    // And a good view is taken again afterwards.
-    b.apply(&good).expect("a loadable view after refusals");
+    // The same view again changes nothing; a new good one is taken.
+    b.apply(&good).expect("the running view again");
+    assert_eq!(m.stats().pipeline.generation, running);
+    let other: BTreeMap<String, Vec<u8>> = [("net/n".to_string(), record(5002, "p1", true))].into();
+    b.apply(&other).expect("a loadable view after refusals");
     assert_ne!(m.stats().pipeline.generation, running);
 }
