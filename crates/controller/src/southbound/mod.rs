@@ -6,6 +6,7 @@
 //!          ─► Registry (store: southbound/hosts/*, watched) ─► accept loop (tls.rs)
 //!          ─► tonic Southbound service (service.rs): Enroll | Session drivers
 //!          ─► binding expiry task (learned bindings, writes.rs)
+//!          ─► store probe: no answer for store_loss_grace ─► close every session, refuse new ones
 //! ```
 //!
 //! Architecture invariants: a host's identity is the name in its verified client
@@ -14,6 +15,7 @@
 //! sans-IO `weft-southbound` crate, this module only does I/O around it.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -94,6 +96,10 @@ pub struct SouthboundConfig {
     pub enrol_connection_lifetime: Duration,
     /// HTTP/2 keepalive: dead agents are dropped after interval + timeout.
     pub keepalive: Duration,
+    /// A replica that cannot read its store for this long closes its agents'
+    /// sessions and refuses new ones until it can again: its views no longer
+    /// follow intent, and its agents move to a replica whose views do.
+    pub store_loss_grace: Duration,
 }
 
 impl Default for SouthboundConfig {
@@ -114,6 +120,7 @@ impl Default for SouthboundConfig {
             max_connections_per_host: 8,
             enrol_connection_lifetime: Duration::from_secs(30),
             keepalive: Duration::from_secs(20),
+            store_loss_grace: Duration::from_secs(3),
         }
     }
 }
@@ -126,6 +133,8 @@ pub(crate) struct Shared {
     pub(crate) sink: Arc<dyn HostWriteSink>,
     pub(crate) bindings: Mutex<BindingTable>,
     pub(crate) cfg: SouthboundConfig,
+    /// Set while the store is unreachable beyond `store_loss_grace`.
+    pub(crate) store_lost: AtomicBool,
 }
 
 /// Administration of hosts and join tokens (for the REST API and the CLI).
@@ -274,6 +283,7 @@ impl Southbound {
             sink,
             bindings: Mutex::new(BindingTable::new(cfg.bindings.clone())),
             cfg: cfg.clone(),
+            store_lost: AtomicBool::new(false),
         });
         let (stop, stopped) = watch::channel(false);
         let (conn_tx, conn_rx) = mpsc::channel(256);
@@ -316,6 +326,7 @@ impl Southbound {
                 warn!(error = %e, "southbound server failed");
             }
         }));
+        tasks.push(tokio::spawn(watch_store(shared.clone(), store, stopped)));
         info!(%addr, "southbound listening");
         Ok(Southbound {
             addr,
@@ -343,6 +354,43 @@ impl Southbound {
         for t in self.tasks {
             t.abort();
             let _ = t.await;
+        }
+    }
+}
+
+/// The key the store probe reads (absent; a read of it costs a round trip).
+const STORE_PROBE_KEY: &str = "southbound/probe";
+
+/// Reads the store a few times per `store_loss_grace`. When no read succeeded
+/// for that long, closes every agent session and refuses new ones (agents
+/// then sync with another replica: this one's views no longer follow
+/// intent); once a read succeeds again, serves agents again.
+async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
+    let grace = shared.cfg.store_loss_grace;
+    let period = (grace / 4).max(Duration::from_millis(100));
+    let mut last_ok = Instant::now();
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stopped(&mut stop) => return,
+        }
+        let ok = matches!(
+            tokio::time::timeout(period, store.get(STORE_PROBE_KEY)).await,
+            Ok(Ok(_))
+        );
+        if ok {
+            last_ok = Instant::now();
+            if shared.store_lost.swap(false, Ordering::SeqCst) {
+                info!("the store answers again: serving host agents");
+            }
+        } else if last_ok.elapsed() >= grace && !shared.store_lost.swap(true, Ordering::SeqCst) {
+            warn!(
+                ?grace,
+                "the store has not answered for the grace period: closing agent sessions so they move to a replica that reaches it"
+            );
+            shared.registry.close_all();
         }
     }
 }

@@ -102,6 +102,15 @@ impl pb::southbound_server::Southbound for Service {
                 "a session needs a client certificate issued by this controller: run `weft host enroll` first",
             ));
         };
+        if self
+            .shared
+            .store_lost
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(Status::unavailable(
+                "this controller cannot reach its store, so its views are stale: connect to another replica",
+            ));
+        }
         if let Err(reason) = self.shared.registry.check_cert(&host, &serial) {
             warn!(%host, %remote, %reason, "refused session");
             self.shared.registry.refused(&host);
