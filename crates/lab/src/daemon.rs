@@ -182,6 +182,34 @@ impl Daemon {
         let _ = c.wait();
     }
 
+    /// Sends SIGTERM without waiting (see [`wait_exit`](Self::wait_exit)).
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit and reaps it; returns
+    /// how long it took, or `None` (still running) at the timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<Duration> {
+        let start = Instant::now();
+        loop {
+            match &mut self.child {
+                None => return Some(start.elapsed()),
+                Some(c) => {
+                    if let Ok(Some(_)) = c.try_wait() {
+                        self.child = None;
+                        return Some(start.elapsed());
+                    }
+                }
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Starts it again with the same arguments (after [`kill`](Self::kill) or
     /// [`stop`](Self::stop); kills a running one first).
     pub fn restart(&mut self) -> Result<()> {

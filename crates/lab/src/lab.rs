@@ -1,5 +1,6 @@
 //! The [`Lab`]: switch, controllers, hosts, VMs, and the operator's API and
-//! CLI (see the crate docs for the picture and the addressing).
+//! CLI (see the crate docs for the picture and the addressing). Set
+//! `WEFT_LAB_KEEP=1` to keep the lab's directory (logs, data) after it is dropped.
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -437,6 +438,12 @@ impl Lab {
         self.api.as_ref().expect("start a controller first")
     }
 
+    /// Sends the operator's calls ([`api`](Self::api), [`cli`](Self::cli)
+    /// and the lab's own) to controller `k` from now on.
+    pub fn use_controller(&mut self, k: usize) {
+        self.api = Some(self.api_at(k));
+    }
+
     /// The admin API through controller `k`.
     pub fn api_at(&self, k: usize) -> Api {
         let a = self.api();
@@ -738,6 +745,13 @@ impl Drop for Lab {
         self.api = None;
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
+        }
+        if std::env::var_os("WEFT_LAB_KEEP").is_some() {
+            self.dir.disable_cleanup(true);
+            eprintln!(
+                "weft-lab: logs and data kept in {}",
+                self.dir.path().display()
+            );
         }
     }
 }
