@@ -147,18 +147,25 @@ pub fn wait_ping(ns: &Netns, dst: Ipv4Addr, timeout: Duration) -> Result<Duratio
 /// A counter of the `Ip:` line of `/proc/net/snmp` in `ns` (`ForwDatagrams`,
 /// `InAddrErrors`, ...), read by a thread in the namespace.
 pub fn ip_counter(ns: &Netns, name: &str) -> Result<u64> {
+    snmp_counter(ns, "Ip", name)
+}
+
+/// A counter of `/proc/net/snmp` in `ns`: `group` is the line's prefix
+/// (`Ip`, `Icmp`, `Tcp`, `Udp`), `name` the column (`InEchos`, ...).
+pub fn snmp_counter(ns: &Netns, group: &str, name: &str) -> Result<u64> {
     let text = ns
         .run(|| std::fs::read_to_string("/proc/thread-self/net/snmp"))?
         .map_err(|e| LabError::Io {
             what: format!("reading /proc/net/snmp of {}", ns.name()),
             source: e,
         })?;
-    let mut lines = text.lines().filter(|l| l.starts_with("Ip:"));
+    let prefix = format!("{group}:");
+    let mut lines = text.lines().filter(|l| l.starts_with(&prefix));
     let (keys, values) = (lines.next().unwrap_or(""), lines.next().unwrap_or(""));
     keys.split_whitespace()
         .zip(values.split_whitespace())
         .find_map(|(k, v)| (k == name).then(|| v.parse().ok()).flatten())
-        .ok_or_else(|| LabError::Thread(format!("no Ip counter {name} in {}", ns.name())))
+        .ok_or_else(|| LabError::Thread(format!("no {group} counter {name} in {}", ns.name())))
 }
 
 /// Packets received by interface `dev` of `ns` (from `/proc/net/dev`).

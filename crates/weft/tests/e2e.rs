@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use weft_lab::lab::Options;
 use weft_lab::traffic::{
-    Endpoint, TcpServer, UdpServer, ip_counter, ping, probe_matrix, rx_packets, tcp_request,
-    udp_request, wait_ping,
+    Endpoint, TcpServer, UdpServer, ip_counter, ping, probe_matrix, rx_packets, snmp_counter,
+    tcp_request, udp_request, wait_ping,
 };
 use weft_lab::{Lab, VmNet, seed};
 use weft_model::Kind;
@@ -156,18 +156,7 @@ fn hub_and_spoke_through_a_forwarding_hub() {
 
     // Hub not forwarding: spoke → spoke lands on the hub, which drops it,
     // and never reaches the other spoke directly.
-    let echo_in = |vm: &str| {
-        let pkts = lab.vm_ns(vm).run(|| {
-            std::fs::read_to_string("/proc/thread-self/net/snmp")
-                .unwrap()
-                .lines()
-                .filter(|l| l.starts_with("Icmp:"))
-                .nth(1)
-                .and_then(|l| l.split_whitespace().nth(8).map(str::to_string))
-                .unwrap()
-        });
-        pkts.unwrap().parse::<u64>().unwrap()
-    };
+    let echo_in = |vm: &str| snmp_counter(lab.vm_ns(vm), "Icmp", "InEchos").unwrap();
     let (addr_err0, vnf2_in0) = (ip_counter(hub, "InAddrErrors").unwrap(), echo_in("vnf2"));
     let got = ping(lab.vm_ns("vnf1"), ip("10.1.1.6"), 10, SECOND).unwrap();
     assert_eq!(got, 0, "spoke reached spoke with the hub not forwarding");
@@ -186,6 +175,12 @@ fn hub_and_spoke_through_a_forwarding_hub() {
         let fwd0 = ip_counter(hub, "ForwDatagrams").unwrap();
         let got = ping(lab.vm_ns(src), ip(dst), 20, SECOND).unwrap();
         let fwd = ip_counter(hub, "ForwDatagrams").unwrap() - fwd0;
+        if dst == "10.1.1.6" {
+            assert!(
+                echo_in("vnf2") >= vnf2_in0 + 20,
+                "vnf2 answered the forwarded echoes"
+            );
+        }
         println!("{src} -> {dst}: {got}/20 answered, hub forwarded {fwd} packets");
         assert_eq!(got, 20);
         assert!(
