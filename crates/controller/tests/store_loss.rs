@@ -73,8 +73,9 @@ async fn agents_are_shed_while_the_store_is_unreachable() {
     etcd.member(0).pause().unwrap();
     let shed = until("the session to be closed", 10, || !agent.status().connected).await;
     println!("session closed {shed:?} after the store froze");
+    // The last good read may precede the pause by one probe period (grace / 4).
     assert!(
-        shed >= Duration::from_millis(900),
+        shed >= Duration::from_millis(700),
         "closed before the grace period: {shed:?}"
     );
     until("a refused reconnection", 10, || {

@@ -364,7 +364,9 @@ const STORE_PROBE_KEY: &str = "southbound/probe";
 /// Reads the store a few times per `store_loss_grace`. When no read succeeded
 /// for that long, closes every agent session and refuses new ones (agents
 /// then sync with another replica: this one's views no longer follow
-/// intent); once a read succeeds again, serves agents again.
+/// intent); once a read succeeds again, serves agents again. A slow read is
+/// given until the grace period ends, so a loaded store is not taken for a
+/// lost one.
 async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
     let grace = shared.cfg.store_loss_grace;
     let period = (grace / 4).max(Duration::from_millis(100));
@@ -376,8 +378,11 @@ async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch
             _ = tick.tick() => {}
             _ = stopped(&mut stop) => return,
         }
+        let wait = (last_ok + grace)
+            .saturating_duration_since(Instant::now())
+            .max(period);
         let ok = matches!(
-            tokio::time::timeout(period, store.get(STORE_PROBE_KEY)).await,
+            tokio::time::timeout(wait, store.get(STORE_PROBE_KEY)).await,
             Ok(Ok(_))
         );
         if ok {
