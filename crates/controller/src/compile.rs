@@ -81,6 +81,31 @@ impl TunnelDirectory {
         }
     }
 
+    /// An operator set a host's tunnel address (`PUT /v1/hosts/{name}/tunnel`, for hosts
+    /// without a Weft agent): stored first when attached, so replicas and restarts know it
+    /// too, then recorded here. A store failure changes nothing.
+    pub async fn put(&self, host: &str, ip: IpAddr) -> Result<(), StoreError> {
+        if let Some(store) = self.store.get() {
+            store
+                .txn(Txn::new().put(format!("{TUNNELS}{host}"), ip.to_string()))
+                .await?;
+        }
+        self.set(host, ip);
+        Ok(())
+    }
+
+    /// Forgets a host's tunnel address here and, when attached, in the store (every
+    /// replica follows). A store failure changes nothing.
+    pub async fn withdraw(&self, host: &str) -> Result<(), StoreError> {
+        if let Some(store) = self.store.get() {
+            store
+                .txn(Txn::new().delete(format!("{TUNNELS}{host}")))
+                .await?;
+        }
+        self.remove(host);
+        Ok(())
+    }
+
     /// Loads the addresses kept in `store` and follows changes made by any replica, for as
     /// long as the directory lives.
     pub async fn attach(self: &Arc<Self>, store: Arc<dyn Store>) -> Result<(), StoreError> {

@@ -91,3 +91,54 @@ async fn intent_writes_follow_other_writes_on_another_replica() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tunnel_addresses_set_through_the_api_reach_every_replica() {
+    // A host without a Weft agent (another vendor's VTEP) gets its address by hand:
+    // through replica A, and every replica (also one started later) must know it.
+    use weft_client::{Client, Method};
+    let etcd =
+        EtcdCluster::single().expect("etcd-server is installed (scripts/test.sh installs it)");
+    let store = StoreConfig::Etcd(etcd.endpoints());
+    let (d1, d2, d3) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = controller(d1.path(), store.clone()).await;
+    let b = controller(d2.path(), store.clone()).await;
+    let api = Client::new(format!("http://{}", a.addr), a.new_admin_token.clone());
+    let put = serde_json::json!({"address": "192.0.2.99"});
+    api.request(Method::PUT, "/v1/hosts/kern/tunnel", &[], Some(&put), None)
+        .await
+        .unwrap();
+    until("B to learn kern's address", || {
+        b.compile().tunnels.tunnel_ip("kern") == Some(ip("192.0.2.99"))
+    })
+    .await;
+    let c = controller(d3.path(), store).await;
+    assert_eq!(
+        c.compile().tunnels.tunnel_ip("kern"),
+        Some(ip("192.0.2.99")),
+        "a replica started later loads it"
+    );
+    api.request(Method::DELETE, "/v1/hosts/kern/tunnel", &[], None, None)
+        .await
+        .unwrap();
+    until("B and C to forget it", || {
+        b.compile().tunnels.tunnel_ip("kern").is_none()
+            && c.compile().tunnels.tunnel_ip("kern").is_none()
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}
+
+async fn until(what: &str, f: impl Fn() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -206,7 +206,8 @@ async fn put_tunnel(
         ))
         .at("address"));
     }
-    s.compile.tunnels.set(host, ip);
+    // Stored, so every replica (and this one after a restart) knows it.
+    s.compile.tunnels.put(host, ip).await?;
     Ok(axum::Json(json!({"host": host, "address": ip})))
 }
 
@@ -233,7 +234,7 @@ async fn delete_tunnel(
     let caller = authenticate(&s, &headers).await?;
     s.require_rule(&caller, "set_host_tunnel", None)?;
     if s.compile.tunnels.snapshot().contains_key(&name) {
-        s.compile.tunnels.remove(&name);
+        s.compile.tunnels.withdraw(&name).await?;
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!(
