@@ -155,6 +155,32 @@ fn pipeline(c: &mut Criterion) {
         })
     });
 
+    // The executor alone on the same frame: parse, load the frame, apply the
+    // cached decision against a private conntrack (no flow cache, no lock,
+    // no output mapping): what the processor adds is the difference.
+    {
+        use weft_pipeline::exec::{Conntrack, ExecOptions, Frame, Ingress, apply, execute};
+        let st = sa.current();
+        let l = st.loaded();
+        let ingress = Ingress::Vif(l.vif_id(&a1.vif).unwrap());
+        let mut ct = Conntrack::default();
+        let t = Duration::from_secs(1);
+        execute(l, &mut ct, ingress, &switched, t, &ExecOptions::default());
+        let d = execute(l, &mut ct, ingress, &switched, t, &ExecOptions::default())
+            .decision
+            .expect("an established flow's decision");
+        let mut f = Frame::new(&switched);
+        g.bench_function("baseline/executor-apply-64B", |b| {
+            b.iter(|| {
+                let p = weft_pipeline::wire::parse(black_box(&switched)).unwrap();
+                f.load(&switched);
+                let mut n = 0;
+                apply(l, &d, &mut ct, &p, &mut f, t, |_, bytes| n += bytes.len()).unwrap();
+                black_box(n);
+            })
+        });
+    }
+
     let mut pa = sa.processor();
     run(
         &mut pa,
