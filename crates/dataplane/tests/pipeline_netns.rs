@@ -498,3 +498,32 @@ fn periodic_router_advertisements_configure_guests() {
     let c = b.fa.stats().pipeline.counters;
     assert_eq!(c.handoffs, 0, "{c:?}");
 }
+
+#[test]
+fn a_view_whose_taps_cannot_all_be_created_changes_nothing() {
+    let w = World::two_hosts();
+    let host = Netns::new("h");
+    // Room for two TAPs: host-b's view (b1, b2) fits, host-a's (a1, a2, a3) does not.
+    let mut f = start(&host, "127.0.0.1", |c| c.forwarder.max_taps = 2);
+    let before = f.stats().pipeline.generation;
+    let e = f
+        .apply_records("host-a", &w.records("host-a"))
+        .expect_err("three vifs in two slots");
+    assert!(e.to_string().contains("TAP"), "{e}");
+    assert!(
+        f.taps().is_empty(),
+        "TAPs made for the refused view are gone"
+    );
+    let links = host.ip(&["-o", "link", "show"]);
+    assert!(!links.contains(" wt"), "{links}");
+    assert_eq!(
+        f.stats().pipeline.generation,
+        before,
+        "the old program runs on"
+    );
+    let applied = f
+        .apply_records("host-b", &w.records("host-b"))
+        .expect("two vifs fit");
+    assert_eq!(applied.added.len(), 2);
+    assert_eq!(f.taps().len(), 2);
+}
