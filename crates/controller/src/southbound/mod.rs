@@ -263,13 +263,10 @@ impl Southbound {
             server_key,
             registry.clone(),
         )?;
-        let listener =
-            TcpListener::bind(cfg.listen)
-                .await
-                .map_err(|source| SouthboundError::Bind {
-                    addr: cfg.listen,
-                    source,
-                })?;
+        let listener = listen(cfg.listen).map_err(|source| SouthboundError::Bind {
+            addr: cfg.listen,
+            source,
+        })?;
         let addr = listener
             .local_addr()
             .map_err(|source| SouthboundError::Bind {
@@ -398,6 +395,23 @@ async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch
             shared.registry.close_all();
         }
     }
+}
+
+/// Connections the kernel queues until the accept loop takes them. The standard 128 drops
+/// the SYNs of a reconnect storm (thousands of agents within a second after a replica
+/// died), which the agents only retry after a second or more; a deep queue holds them
+/// until a handshake slot frees.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// Drops expired learned bindings every few seconds and tells the sink.
