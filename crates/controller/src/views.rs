@@ -154,17 +154,55 @@ impl Tracked {
             }
             (Ok(i), None) => {
                 self.records.remove(i);
-                self.tombstones.push_back((key.clone(), rev));
-                while self.tombstones.len() > TOMBSTONES {
-                    if let Some((_, r)) = self.tombstones.pop_front() {
-                        self.base = self.base.max(r);
-                    }
-                }
+                self.tombstone(key.clone(), rev);
             }
             (Err(_), None) => return false,
         }
         self.last = rev;
         true
+    }
+
+    fn tombstone(&mut self, key: Arc<str>, rev: u64) {
+        self.tombstones.push_back((key, rev));
+        while self.tombstones.len() > TOMBSTONES {
+            if let Some((_, r)) = self.tombstones.pop_front() {
+                self.base = self.base.max(r);
+            }
+        }
+    }
+
+    /// Replaces every record with `new` (sorted by key) at `rev`, in one pass; records whose
+    /// value is unchanged keep their revision. True when something changed.
+    fn replace_all(&mut self, new: Vec<(Arc<str>, Arc<[u8]>)>, rev: u64) -> bool {
+        let old = std::mem::take(&mut self.records);
+        let mut out = Vec::with_capacity(new.len());
+        let mut changed = false;
+        let mut old = old.into_iter().peekable();
+        for (key, value) in new {
+            while let Some(o) = old.next_if(|o| o.key < key) {
+                self.tombstone(o.key, rev);
+                changed = true;
+            }
+            match old.next_if(|o| o.key == key) {
+                Some(o) if Arc::ptr_eq(&o.value, &value) || o.value == value => out.push(o),
+                found => {
+                    if found.is_none() && !self.tombstones.is_empty() {
+                        self.tombstones.retain(|(k, _)| *k != key);
+                    }
+                    out.push(Rec { key, value, rev });
+                    changed = true;
+                }
+            }
+        }
+        for o in old {
+            self.tombstone(o.key, rev);
+            changed = true;
+        }
+        self.records = out;
+        if changed {
+            self.last = rev;
+        }
+        changed
     }
 }
 
@@ -419,12 +457,14 @@ impl Table {
     fn full(&mut self, cx: &Cx, id: u32, rev: u64) -> bool {
         let name = self.hosts[id as usize].name.clone();
         let dps = neighbourhood(cx.intent, &name);
-        let mut owners: BTreeSet<Owner> = BTreeSet::new();
+        let mut owners: Vec<Owner> = Vec::new();
         for dp in &dps {
             owners.extend(cx.compiler.owners_of_datapath(dp).cloned());
         }
+        owners.sort_unstable();
+        owners.dedup();
         let none = BTreeSet::new();
-        let mut base: BTreeMap<Owner, Variant> = BTreeMap::new();
+        let mut base: Vec<Variant> = Vec::with_capacity(owners.len());
         let mut sets = BTreeSet::new();
         let mut refs = BTreeMap::new();
         for o in &owners {
@@ -435,37 +475,42 @@ impl Table {
                 sets.extend(c.sets.iter().map(|s| s.to_string()));
                 refs.insert(self.key_of(o), c.sets.clone());
             }
-            base.insert(o.clone(), v);
+            base.push(v);
         }
+        // Owners of the address sets the flows name, beyond those of the datapaths.
+        let mut extra: Vec<Owner> = Vec::new();
         for s in &sets {
-            owners.extend(cx.compiler.owners_of_set(s).cloned());
+            extra.extend(
+                cx.compiler
+                    .owners_of_set(s)
+                    .filter(|o| owners.binary_search(o).is_err())
+                    .cloned(),
+            );
         }
-        let mut records: Vec<(Arc<str>, Arc<[u8]>)> = Vec::new();
-        for o in &owners {
-            let needs_sets = self
-                .owners
-                .get(o)
-                .is_some_and(|i| mask(&i.sets, &sets) != 0);
-            let v = match base.remove(o) {
-                Some(v) if !needs_sets => v,
-                _ => self.variant(cx, id, &dps, &sets, o),
+        extra.sort_unstable();
+        extra.dedup();
+        let mut records: Vec<(Arc<str>, Arc<[u8]>)> = Vec::with_capacity(owners.len());
+        for (o, v) in owners
+            .iter()
+            .zip(base)
+            .chain(extra.iter().map(|o| (o, None)))
+        {
+            let (key, needs_sets) = match self.owners.get(o) {
+                Some(i) => (i.key.clone(), mask(&i.sets, &sets) != 0),
+                None => (o.key().into(), true),
+            };
+            let v = if needs_sets {
+                self.variant(cx, id, &dps, &sets, o)
+            } else {
+                v
             };
             if let Some(c) = v {
-                records.push((self.key_of(o), c.value.clone()));
+                records.push((key, c.value.clone()));
             }
         }
-        records.sort_by(|a, b| a.0.cmp(&b.0));
+        records.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let t = &mut self.hosts[id as usize];
-        let mut changed = false;
-        let old: Vec<Arc<str>> = t.records.iter().map(|r| r.key.clone()).collect();
-        for k in old {
-            if records.binary_search_by(|(x, _)| x.cmp(&k)).is_err() {
-                changed |= t.put(&k, None, rev);
-            }
-        }
-        for (k, v) in &records {
-            changed |= t.put(k, Some(v), rev);
-        }
+        let changed = t.replace_all(records, rev);
         let old_dps = std::mem::replace(&mut t.dps, dps);
         let old_sets = std::mem::replace(&mut t.sets, sets);
         t.refs = refs;

@@ -1315,10 +1315,10 @@ async fn driver(opts: Opts) -> Result<()> {
         (cb.0 + cb.1) as f64 / 1024.0 / opts.hosts as f64
     );
     let mut rss_total = 0i64;
-    for r in 0..ctls.len() {
+    for (r, on) in idle_on.iter().enumerate() {
         let (a, _) = live(idle0, r);
         let (b, _) = live(idle1, r);
-        let n = idle_on[r].max(1);
+        let n = (*on).max(1);
         rss_total += b as i64 - a as i64;
         println!(
             "| replica {r} RSS: no agents → {n} idle agents | {a} → {b} KiB ({:.1} KiB per host) |",
