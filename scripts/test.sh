@@ -15,7 +15,7 @@ fi
 # Debian packages the tests use, installed only when missing.
 need=()
 have() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
-for pkg in iproute2 iputils-ping procps frr gobgpd etcd-server busybox udhcpc iperf3 tcpdump ethtool; do
+for pkg in iproute2 iputils-ping procps frr gobgpd etcd-server busybox udhcpc bind9-dnsutils iperf3 tcpdump ethtool; do
   have "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
