@@ -398,6 +398,13 @@ impl CompileService {
     }
 }
 
+/// Most intent changes compiled in one round when batches queue up.
+const MAX_MERGED_CHANGES: usize = 4096;
+/// A compile round longer than this is followed by a pause as long as itself.
+const SLOW_ROUND: std::time::Duration = std::time::Duration::from_millis(2);
+/// The longest such pause.
+const MAX_ROUND_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+
 async fn run(
     intent: IntentService,
     compiler: Arc<Mutex<Compiler>>,
@@ -407,14 +414,39 @@ async fn run(
 ) {
     loop {
         match rx.recv().await {
-            Ok(batch) => {
+            Ok(first) => {
+                // Batches committed while the last one compiled are compiled together:
+                // under a stream of writes a busy network's datapath is then recomputed
+                // once per round instead of once per commit (the intent read below is
+                // already at least as new as every queued batch).
+                let mut revision = first.revision;
+                let mut merged: Option<Vec<weft_model::Change>> = None;
+                while let Ok(next) = rx.try_recv() {
+                    let changes = merged.get_or_insert_with(|| first.changes.clone());
+                    changes.extend(next.changes.iter().cloned());
+                    revision = next.revision;
+                    if changes.len() >= MAX_MERGED_CHANGES {
+                        break;
+                    }
+                }
+                let changes = merged.as_deref().unwrap_or(&first.changes);
+                let started = std::time::Instant::now();
                 let out = intent.read(|i| {
                     let mut c = compiler.lock().expect("compiler lock");
-                    let delta = c.apply(i, &batch.changes);
-                    CompiledBatch::new(batch.revision, Some(delta), &batch.changes, i)
+                    let delta = c.apply(i, changes);
+                    CompiledBatch::new(revision, Some(delta), changes, i)
                 });
                 let _ = batches.send(Arc::new(out));
-                compiled.send_replace(batch.revision);
+                compiled.send_replace(revision);
+                // A round that took long (a network of thousands of ports is recomputed
+                // whole) leaves as much time to the writers before the next one, so a
+                // stream of writes is compiled in fewer, larger rounds instead of one
+                // core recompiling that network after every commit. Small rounds (the
+                // usual case) do not wait.
+                let took = started.elapsed();
+                if took > SLOW_ROUND {
+                    tokio::time::sleep(took.min(MAX_ROUND_PAUSE)).await;
+                }
             }
             Err(broadcast::error::RecvError::Lagged(n)) => {
                 warn!(
