@@ -54,7 +54,10 @@ async fn main() -> Result<()> {
 
     let dir = tempfile::tempdir()?;
     let mut cfg = ControllerConfig::new(dir.path());
-    cfg.southbound = Some(weft_controller::southbound::SouthboundConfig { listen: "127.0.0.1:0".parse().unwrap(), ..Default::default() });
+    cfg.southbound = Some(weft_controller::southbound::SouthboundConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..Default::default()
+    });
     cfg.listen = "127.0.0.1:0".parse()?;
     let ctl = Controller::start(cfg).await?;
     let admin = Client::new(format!("http://{}", ctl.addr), ctl.new_admin_token.clone());
