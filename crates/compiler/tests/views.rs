@@ -223,3 +223,59 @@ fn a_red_only_host_never_sees_blue() {
     assert!(after.fragments.len() < before.fragments.len());
     let _ = r_port;
 }
+
+/// Records travel deflated; an agent decodes them back to the same view, still reads plain
+/// JSON records (hand-written views, files of earlier agents), and refuses anything else
+/// with an error naming what is wrong.
+#[test]
+fn records_round_trip_compressed() {
+    use weft_compiler::view::{decode_record, decode_records, encode_record};
+    let mut w = W {
+        intent: Intent::default(),
+        ids: CountingIds::default(),
+    };
+    let p = w.create(Kind::Project, None, json!({"name": "p"}));
+    let net = w.create(
+        Kind::L2Network,
+        Some(&p),
+        json!({"subnets": [{"cidr": "10.1.1.0/24"}]}),
+    );
+    for i in 0..20 {
+        w.create(
+            Kind::InstancePort,
+            Some(&p),
+            json!({"name": format!("vm{i}"), "host": if i % 2 == 0 { "host-a" } else { "host-b" }, "bindings": [{"service": net}]}),
+        );
+    }
+    let c = Compiler::full(&w.intent);
+    let view = c.host_view(&w.intent, "host-a", &dir());
+    assert!(!view.fragments.is_empty());
+    let (mut json_bytes, mut wire_bytes) = (0, 0);
+    let mut records = BTreeMap::new();
+    for (k, f) in &view.fragments {
+        let json = serde_json::to_vec(f).unwrap();
+        let wire = encode_record(f);
+        assert_ne!(wire.first(), Some(&b'{'), "{k} is not compressed");
+        assert_eq!(&decode_record(&wire).unwrap(), f, "{k}");
+        assert_eq!(&decode_record(&json).unwrap(), f, "{k} as plain JSON");
+        json_bytes += json.len();
+        wire_bytes += wire.len();
+        records.insert(k.clone(), wire);
+    }
+    assert!(
+        wire_bytes * 3 < json_bytes,
+        "records compress: {wire_bytes} B on the wire for {json_bytes} B of JSON"
+    );
+    let back = decode_records("host-a", &records).unwrap();
+    assert_eq!(back.fragments, view.fragments);
+
+    let e = decode_record(&[7, 1, 2]).unwrap_err();
+    assert!(e.contains("unknown record encoding"), "{e}");
+    let e = decode_record(&[1, 0xff, 0xff, 0xff]).unwrap_err();
+    assert!(e.contains("does not inflate"), "{e}");
+    assert!(decode_record(&[]).unwrap_err().contains("empty"));
+    let mut bad = records.clone();
+    bad.insert("port/x".into(), vec![1, 0xff]);
+    let e = decode_records("host-a", &bad).unwrap_err();
+    assert!(e.contains("record port/x does not decode"), "{e}");
+}

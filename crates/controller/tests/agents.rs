@@ -107,7 +107,10 @@ async fn converged(lab: &Lab, host: &str, backend: &MemoryBackend) -> BTreeMap<S
 
 fn text(view: &BTreeMap<String, Vec<u8>>) -> String {
     view.iter()
-        .map(|(k, v)| format!("{k} {}", String::from_utf8_lossy(v)))
+        .map(|(k, v)| {
+            let f = weft_compiler::view::decode_record(v).expect("records decode");
+            format!("{k} {}", serde_json::to_string(&f).unwrap())
+        })
         .collect::<Vec<_>>()
         .join("\n")
 }

@@ -300,9 +300,13 @@ fn diff(got: &BTreeMap<String, Vec<u8>>, want: &BTreeMap<String, Vec<u8>>) -> St
         let (g, w) = (got.get(k), want.get(k));
         if g != w {
             let t = |v: Option<&Vec<u8>>| {
-                v.map_or("(none)".to_string(), |v| {
-                    String::from_utf8_lossy(v).into_owned()
-                })
+                v.map_or(
+                    "(none)".to_string(),
+                    |v| match weft_compiler::view::decode_record(v) {
+                        Ok(f) => serde_json::to_string(&f).unwrap(),
+                        Err(e) => format!("(does not decode: {e})"),
+                    },
+                )
             };
             out.push_str(&format!("\n  {k}:\n    got  {}\n    want {}", t(g), t(w)));
         }

@@ -90,7 +90,7 @@ fn main() -> anyhow::Result<()> {
         let view = compiler.host_view(&intent, host, &dir);
         let mut text = String::new();
         for (key, f) in &view.fragments {
-            let json = String::from_utf8(weft_compiler::view::encode_record(f))?;
+            let json = serde_json::to_string(f)?;
             writeln!(text, "{key} {json}")?;
         }
         std::fs::write(format!("{out}/{host}.view"), text)?;

@@ -169,7 +169,10 @@ struct PortWatch {
 
 const MARK: &[u8] = b"\"02:ee:00:";
 
-fn marker(v: &[u8]) -> Option<u32> {
+fn marker(record: &[u8]) -> Option<u32> {
+    // Records travel deflated: look in the JSON the agent decodes them to.
+    let f = weft_compiler::view::decode_record(record).ok()?;
+    let v = serde_json::to_vec(&f).ok()?;
     let at = v.windows(MARK.len()).position(|w| w == MARK)? + MARK.len();
     let s = std::str::from_utf8(v.get(at..at + 8)?).ok()?;
     u32::from_str_radix(&s.replace(':', ""), 16).ok()
@@ -200,7 +203,8 @@ impl Backend for PortWatch {
             }
             eprintln!("view of {}: {by:?}", host(self.idx));
             if let Some((k, v)) = view.iter().find(|(k, _)| k.starts_with("port/")) {
-                eprintln!("{k}: {}", String::from_utf8_lossy(v));
+                let f = weft_compiler::view::decode_record(v).map_err(anyhow::Error::msg)?;
+                eprintln!("{k}: {}", serde_json::to_string(&f)?);
             }
         }
         for (k, v) in view.range::<str, _>((
