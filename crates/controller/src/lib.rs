@@ -153,6 +153,9 @@ impl Controller {
                 Arc::new(e)
             }
         };
+        // Every component's store requests count as signs of life for the southbound's
+        // store probe (a store busy with thousands of writes is not a lost one).
+        let store: Arc<dyn Store> = Arc::new(weft_store::Observed::new(store));
         let policy_file = cfg
             .policy_file
             .clone()

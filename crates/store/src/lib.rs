@@ -23,8 +23,10 @@ use futures::stream::BoxStream;
 
 pub mod conformance;
 pub mod embedded;
+pub mod observed;
 
 pub use embedded::{EmbeddedOptions, EmbeddedStore};
+pub use observed::Observed;
 
 /// A store revision. Revisions start at 1; 0 means "none" (an absent key).
 pub type Revision = u64;
@@ -255,4 +257,11 @@ pub trait Store: Send + Sync + 'static {
     /// Forgets the change history before `revision` (watches from older
     /// revisions then fail with `Compacted`). Current values are kept.
     async fn compact(&self, revision: Revision) -> Result<(), StoreError>;
+
+    /// When this store last answered any request successfully, if it keeps track
+    /// ([`Observed`] does; stores themselves answer `None`). Lets a health probe tell a
+    /// busy store, whose queue delays the probe, from an unreachable one.
+    fn last_answer(&self) -> Option<std::time::Instant> {
+        None
+    }
 }

@@ -362,8 +362,9 @@ const STORE_PROBE_KEY: &str = "southbound/probe";
 /// for that long, closes every agent session and refuses new ones (agents
 /// then sync with another replica: this one's views no longer follow
 /// intent); once a read succeeds again, serves agents again. A slow read is
-/// given until the grace period ends, so a loaded store is not taken for a
-/// lost one.
+/// given until the grace period ends, and any other request the store
+/// answered meanwhile ([`Store::last_answer`]) counts too, so a loaded store
+/// is not taken for a lost one.
 async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch::Receiver<bool>) {
     let grace = shared.cfg.store_loss_grace;
     let period = (grace / 4).max(Duration::from_millis(100));
@@ -378,11 +379,14 @@ async fn watch_store(shared: Arc<Shared>, store: Arc<dyn Store>, mut stop: watch
         let wait = (last_ok + grace)
             .saturating_duration_since(Instant::now())
             .max(period);
-        let ok = matches!(
+        let probed = matches!(
             tokio::time::timeout(wait, store.get(STORE_PROBE_KEY)).await,
             Ok(Ok(_))
         );
-        if ok {
+        // The probe may wait behind thousands of other requests (a cold start of thousands
+        // of agents writing their tunnel addresses); any of them answered lately is as good.
+        let answered = store.last_answer().is_some_and(|t| t.elapsed() < period);
+        if probed || answered {
             last_ok = Instant::now();
             if shared.store_lost.swap(false, Ordering::SeqCst) {
                 info!("the store answers again: serving host agents");
