@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock};
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tracing::{info, warn};
 use weft_compiler::trace::{TraceError, TraceReport};
 use weft_compiler::{Compiler, Delta, HostDirectory, HostView};
@@ -34,7 +34,15 @@ pub struct TunnelDirectory {
     // Hook (BGP integration): bumped on every change, so exports follow.
     version: watch::Sender<u64>,
     store: std::sync::OnceLock<Arc<dyn Store>>,
+    /// Hosts' announcements on their way to the store, written in batches.
+    announcements: std::sync::OnceLock<mpsc::UnboundedSender<Announcement>>,
 }
+
+/// One host's announced address, and who waits for it to be stored.
+type Announcement = (String, IpAddr, oneshot::Sender<Result<(), String>>);
+
+/// Most announcements in one store transaction (etcd refuses more than 128 operations).
+const ANNOUNCE_BATCH: usize = 100;
 
 impl std::fmt::Debug for TunnelDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -73,9 +81,13 @@ impl TunnelDirectory {
             return;
         }
         self.set(host, ip);
-        if let Some(store) = self.store.get() {
-            let txn = Txn::new().put(format!("{TUNNELS}{host}"), ip.to_string());
-            if let Err(e) = store.txn(txn).await {
+        if let Some(tx) = self.announcements.get() {
+            let (done, stored) = oneshot::channel();
+            let _ = tx.send((host.to_string(), ip, done));
+            let outcome = stored
+                .await
+                .unwrap_or_else(|_| Err("the directory was dropped".into()));
+            if let Err(e) = outcome {
                 warn!(%host, %ip, error = %e, "could not store the host's tunnel address; other replicas learn it when the host connects to them");
             }
         }
@@ -111,6 +123,10 @@ impl TunnelDirectory {
     pub async fn attach(self: &Arc<Self>, store: Arc<dyn Store>) -> Result<(), StoreError> {
         let from = self.reload(store.as_ref()).await?;
         let _ = self.store.set(store.clone());
+        let (tx, rx) = mpsc::unbounded_channel();
+        if self.announcements.set(tx).is_ok() {
+            tokio::spawn(store_announcements(store.clone(), rx));
+        }
         tokio::spawn(follow_tunnels(Arc::downgrade(self), store, from));
         Ok(())
     }
@@ -152,6 +168,34 @@ impl TunnelDirectory {
     /// A copy of the whole directory.
     pub fn snapshot(&self) -> BTreeMap<String, IpAddr> {
         self.tunnels.read().expect("tunnel lock").clone()
+    }
+}
+
+/// Writes hosts' announced addresses, one transaction at a time, each carrying every
+/// announcement queued meanwhile (up to [`ANNOUNCE_BATCH`]). When thousands of agents connect
+/// at once (a cold start, a replica's failover), one transaction per host left thousands in
+/// flight: each waited behind the others past its deadline, and the store seemed not to
+/// answer at all.
+async fn store_announcements(store: Arc<dyn Store>, mut rx: mpsc::UnboundedReceiver<Announcement>) {
+    let mut batch = Vec::with_capacity(ANNOUNCE_BATCH);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        while batch.len() < ANNOUNCE_BATCH {
+            match rx.try_recv() {
+                Ok(a) => batch.push(a),
+                Err(_) => break,
+            }
+        }
+        // A host announcing twice in one batch: its last address wins.
+        let latest: BTreeMap<&str, IpAddr> =
+            batch.iter().map(|(h, ip, _)| (h.as_str(), *ip)).collect();
+        let txn = latest.iter().fold(Txn::new(), |txn, (host, ip)| {
+            txn.put(format!("{TUNNELS}{host}"), ip.to_string())
+        });
+        let outcome = store.txn(txn).await.map(|_| ()).map_err(|e| e.to_string());
+        for (_, _, done) in batch.drain(..) {
+            let _ = done.send(outcome.clone());
+        }
     }
 }
 

@@ -142,3 +142,37 @@ async fn until(what: &str, f: impl Fn() -> bool) {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A cold start or a failover: a thousand hosts announce at once. Every address reaches the
+/// store (in batches under etcd's 128-operation limit per transaction), and a replica
+/// started afterwards knows them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_announcements_is_stored_whole() {
+    let etcd =
+        EtcdCluster::single().expect("etcd-server is installed (scripts/test.sh installs it)");
+    let store = StoreConfig::Etcd(etcd.endpoints());
+    let (d1, d2) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = controller(d1.path(), store.clone()).await;
+    let addr = |i: usize| -> IpAddr { format!("198.51.100.{}", i % 250 + 1).parse().unwrap() };
+    let tunnels = a.compile().tunnels.clone();
+    let tasks: Vec<_> = (0..1000)
+        .map(|i| {
+            let t = tunnels.clone();
+            tokio::spawn(async move { t.announce(&format!("burst-{i}"), addr(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let b = controller(d2.path(), store).await;
+    let known = b.compile().tunnels.snapshot();
+    for i in 0..1000 {
+        assert_eq!(
+            known.get(&format!("burst-{i}")),
+            Some(&addr(i)),
+            "burst-{i} is not in the store"
+        );
+    }
+    a.shutdown().await;
+    b.shutdown().await;
+}
